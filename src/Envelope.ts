@@ -1,0 +1,171 @@
+/**
+ * The message that travels between instances.
+ *
+ * The wire format is the JSON object of the original ssekify 0.1.6
+ * (`{ type, target?, data, event?, id?, at, origin }`), so old and new instances can
+ * share one channel during a rolling upgrade. What comes off the bus is checked with
+ * {@link Envelope} (a `Schema`): a foreign or broken message becomes a
+ * `BusMessageInvalid` error, never a crash.
+ *
+ * @since 0.2.0
+ */
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { BusMessageInvalid } from "./Errors.js"
+
+/**
+ * Who a message is for: everyone, one user (`target` = user id) or one room
+ * (`target` = room name).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type TargetType = "all" | "user" | "room"
+
+/**
+ * A frame id on the bus: a string, or a number written by an older publisher.
+ * Numbers are turned into strings.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const FrameId = Schema.Union(
+  Schema.String,
+  Schema.transform(Schema.Number, Schema.String, {
+    strict: true,
+    decode: (n) => String(n),
+    encode: (s) => Number(s)
+  })
+)
+
+/**
+ * The envelope schema.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const Envelope = Schema.Struct({
+  type: Schema.Literal("all", "user", "room"),
+  target: Schema.optional(Schema.String),
+  data: Schema.Unknown,
+  event: Schema.optional(Schema.String),
+  id: Schema.optional(FrameId),
+  at: Schema.Number,
+  origin: Schema.optional(Schema.String),
+  /** HMAC of the envelope when the bus is signed (`busSecret`). */
+  sig: Schema.optional(Schema.String)
+}).pipe(
+  Schema.filter((env) => {
+    if (env.data === undefined) return "data is missing"
+    if (env.type !== "all" && (env.target === undefined || env.target.length === 0)) {
+      return `a '${env.type}' envelope needs a non-empty target`
+    }
+    return true
+  })
+)
+
+/**
+ * A decoded envelope.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Envelope = typeof Envelope.Type
+
+const decodeEither = Schema.decodeUnknownEither(Envelope, { onExcessProperty: "ignore" })
+
+const sampleOf = (raw: string): string => (raw.length > 200 ? raw.slice(0, 200) + "…" : raw)
+
+/**
+ * Parses and checks one message from the bus.
+ *
+ * @since 0.2.0
+ * @category decoding
+ */
+export const decode = (raw: unknown): Either.Either<Envelope, BusMessageInvalid> => {
+  if (typeof raw !== "string") {
+    return Either.left(new BusMessageInvalid({ reason: `not a string but ${typeof raw}`, sample: "" }))
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(raw)
+  } catch (e) {
+    return Either.left(
+      new BusMessageInvalid({ reason: `not JSON (${(e as Error).message})`, sample: sampleOf(raw) })
+    )
+  }
+  const result = decodeEither(json)
+  if (Either.isLeft(result)) {
+    return Either.left(
+      new BusMessageInvalid({
+        reason: ParseResult.TreeFormatter.formatIssueSync(result.left.issue),
+        sample: sampleOf(raw)
+      })
+    )
+  }
+  return Either.right(result.right)
+}
+
+/**
+ * Builds an envelope.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = (fields: {
+  readonly type: TargetType
+  readonly target?: string | undefined
+  readonly data: unknown
+  readonly event?: string | undefined
+  readonly id?: string | undefined
+  readonly at: number
+  readonly origin: string
+}): Envelope => {
+  // Key order as the original wrote it; undefined fields vanish in JSON.
+  const env: { -readonly [K in keyof Envelope]: Envelope[K] } = { type: fields.type, data: fields.data, at: fields.at }
+  if (fields.target !== undefined) env.target = fields.target
+  if (fields.event !== undefined) env.event = fields.event
+  if (fields.id !== undefined) env.id = fields.id
+  env.origin = fields.origin
+  return env
+}
+
+/**
+ * The JSON text of an envelope, in the original's key order. `data` is written with
+ * `JSON.stringify`; when that throws (a circular object) but `serialized` — the
+ * output of the configured serializer — is JSON, that text is spliced in instead.
+ *
+ * @since 0.2.0
+ * @category encoding
+ */
+export const encode = (env: Envelope, serialized?: string): string => {
+  const head: Record<string, unknown> = { type: env.type }
+  if (env.target !== undefined) head.target = env.target
+  const tail: Record<string, unknown> = {}
+  if (env.event !== undefined) tail.event = env.event
+  if (env.id !== undefined) tail.id = env.id
+  tail.at = env.at
+  if (env.origin !== undefined) tail.origin = env.origin
+  if (env.sig !== undefined) tail.sig = env.sig
+  let data: string | undefined
+  try {
+    data = JSON.stringify(env.data)
+  } catch (e) {
+    if (serialized === undefined || !isJson(serialized)) throw e
+    data = serialized
+  }
+  if (data === undefined) data = "null"
+  const h = JSON.stringify(head)
+  const t = JSON.stringify(tail)
+  return h.slice(0, -1) + ',"data":' + data + "," + t.slice(1)
+}
+
+const isJson = (text: string): boolean => {
+  try {
+    JSON.parse(text)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * What a reconnecting browser missed: the recent frames (those with an `id`) of each
+ * user, so a connection that arrives with `Last-Event-ID` gets the frames after it,
+ * before any live frame.
+ *
+ * The memory layer keeps a ring of the last `recentBufferSize` frames per user,
+ * forgets users inactive for `recentTTLMs` (one sweep, scheduled by `SseKify`) and
+ * keeps at most `recentMaxUsers` users, evicting the least recently active in O(1).
+ *
+ * @since 0.2.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type { TransportError } from "./Errors.js"
+import { MemoryReplay, type MemoryReplayOptions } from "./internal/replay.js"
+
+/**
+ * Why a `Last-Event-ID` could not be found: never seen or cleared (`unknown`), the
+ * user's frames expired (`expired`) or were evicted by the user limit or pushed out of
+ * the ring (`evicted`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type MissReason = "unknown" | "expired" | "evicted"
+
+/**
+ * The result of a lookup: the frames after the id (possibly none: up to date), or a
+ * miss and its reason.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Lookup =
+  | { readonly _tag: "Found"; readonly frames: ReadonlyArray<Uint8Array>; readonly ids: ReadonlyArray<string> }
+  | { readonly _tag: "Miss"; readonly reason: MissReason }
+
+/**
+ * The replay buffer service.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ReplayBufferService {
+  /** False when replay is off (`recentBufferSize: 0`): nothing is recorded. */
+  readonly enabled: boolean
+  /** A new stamp for one delivery to many connections (dedupes users reached twice). */
+  readonly stamp: () => number
+  /** Records a frame for a user. Synchronous: called on the delivery path. */
+  readonly record: (userId: string, id: string, frame: Uint8Array, stamp?: number) => void
+  /** The frames after `lastEventId` for `userId`. */
+  readonly lookup: (userId: string, lastEventId: string) => Effect.Effect<Lookup, TransportError>
+  /** Present when the store answers synchronously (memory): no live frame can interleave. */
+  readonly lookupSync?: ((userId: string, lastEventId: string) => Lookup) | undefined
+  /** Forgets one user's frames, or everyone's. */
+  readonly clear: (userId?: string) => Effect.Effect<void, TransportError>
+  /** Drops the users inactive for longer than the TTL. */
+  readonly sweep: Effect.Effect<void>
+  /** Users with recorded frames (in this store's view). */
+  readonly users: () => number
+}
+
+/**
+ * The replay buffer tag.
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export class ReplayBuffer extends Context.Tag("ssekify/ReplayBuffer")<ReplayBuffer, ReplayBufferService>() {}
+
+/**
+ * Options of the memory replay buffer.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface MemoryOptions {
+  /** Frames kept per user (`recentBufferSize`). 0 turns replay off. Default 20. */
+  readonly size?: number | undefined
+  /** Users inactive this long are forgotten (`recentTTLMs`); 0: never. Default 30 min. */
+  readonly ttlMs?: number | undefined
+  /** Users kept at most (`recentMaxUsers`). Default 10 000. */
+  readonly maxUsers?: number | undefined
+}
+
+/**
+ * A memory replay buffer. Time comes from the Effect `Clock` (so `TestClock` drives
+ * TTLs in tests).
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferService> =>
+  Effect.map(Effect.clock, (clock) => {
+    const resolved: MemoryReplayOptions = {
+      size: Math.max(0, Math.floor(options?.size ?? 20)),
+      ttlMs: Math.max(0, options?.ttlMs ?? 30 * 60 * 1000),
+      maxUsers: Math.max(0, Math.floor(options?.maxUsers ?? 10_000))
+    }
+    const store = new MemoryReplay(resolved)
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const lookupSync = (userId: string, lastEventId: string) => store.lookup(userId, lastEventId, now())
+    return {
+      enabled: store.enabled,
+      stamp: () => store.nextStamp(),
+      record: (userId, id, frame, stamp) => store.record(userId, id, frame, now(), stamp),
+      lookupSync,
+      lookup: (userId, lastEventId) => Effect.sync(() => lookupSync(userId, lastEventId)),
+      clear: (userId) => Effect.sync(() => store.clear(userId)),
+      sweep: Effect.sync(() => void store.sweep(now())),
+      users: () => store.users
+    }
+  })
+
+/**
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerMemory = (options?: MemoryOptions): Layer.Layer<ReplayBuffer> =>
+  Layer.effect(ReplayBuffer, makeMemory(options))

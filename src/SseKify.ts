@@ -1,0 +1,526 @@
+/**
+ * The service users call: register SSE connections, send to a user, a room or
+ * everyone, publish across instances, observe, shut down.
+ *
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { SseKify, SseKifyLive, Transport } from "ssekify"
+ *
+ * const program = Effect.gen(function*() {
+ *   const sse = yield* SseKify.SseKify
+ *   yield* sse.sendToUser("alice", { hello: "world" }, { event: "notify" })
+ * })
+ * program.pipe(Effect.provide(SseKifyLive.pipe(Layer.provide(Transport.layerNone))))
+ * ```
+ *
+ * @since 0.2.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { ConnectionHandle, DropPolicy, NodeResponse, RegisterOptions } from "./Connection.js"
+import type * as Envelope from "./Envelope.js"
+import type {
+  InvalidInput,
+  SendError,
+  SseKifyError,
+  ShuttingDown,
+  TransportError
+} from "./Errors.js"
+import { Engine } from "./internal/engine.js"
+import { resolve } from "./internal/options.js"
+import * as ReplayBuffer from "./ReplayBuffer.js"
+import * as Sequencer from "./Sequencer.js"
+import { kvFromIncr, type RedisKvLike, Transport } from "./Transport.js"
+
+/**
+ * Options of `sendTo*` and `publish*`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SendOptions {
+  /** `event:` line: the name a page listens to with `addEventListener`. */
+  readonly event?: string | undefined
+  /** `id:` line: echoed by the browser as `Last-Event-ID` when it reconnects. */
+  readonly id?: string | undefined
+}
+
+/**
+ * A frame id policy (`seq.frameIdPolicy`): no generated id (`'none'`, default),
+ * `<epochMs>-<instanceId>-<seq>` (`'timestamp'`), a time-ordered 64-bit decimal id
+ * (`'snowflake'`), or a function of the data and its `seq`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type FrameIdPolicy = "none" | "timestamp" | "snowflake" | ((data: unknown, nextSeq: number) => string)
+
+/**
+ * An automatically filled field (`autoFields.traceId` / `autoFields.requestId`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface AutoField<Mode extends string> {
+  /** `'off'`; `'ifMissing'`: add `getter()` when absent; `'require'`: refuse data without it. */
+  readonly mode: Mode
+  readonly getter?: (() => unknown) | undefined
+  /** Field name. Default `'traceId'` / `'requestId'`. */
+  readonly fieldName?: string | undefined
+}
+
+/**
+ * Fields added to plain-object data that lacks them (on a copy; the caller's object
+ * is never changed).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface AutoFieldsOptions {
+  /** Send time: ISO 8601 UTC (`'iso'`, default), epoch ms (`'epochMs'`) or none (`false`). */
+  readonly timestamp?: "iso" | "epochMs" | false | undefined
+  readonly traceId?: AutoField<"off" | "ifMissing"> | undefined
+  readonly requestId?: AutoField<"off" | "ifMissing" | "require"> | undefined
+}
+
+/**
+ * The automatic per-key `seq`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SeqOptions {
+  /** The key of a message's stream. Default: `data.requestId || data.streamId`. */
+  readonly keyExtractor?: ((data: Readonly<Record<string, unknown>>) => unknown) | undefined
+  /** First value: 0 (default) or 1. */
+  readonly startAt?: 0 | 1 | undefined
+  /** Last frame of a stream (its counter is dropped). Default: `final === true` or `phase` 'done' / 'error'. */
+  readonly finalPredicate?: ((data: Readonly<Record<string, unknown>>) => unknown) | undefined
+  /** Field name. Default `'seq'`. */
+  readonly fieldName?: string | undefined
+  /** Generated frame ids. Default `'none'`. An explicit `opts.id` always wins. */
+  readonly frameIdPolicy?: FrameIdPolicy | undefined
+  /** An explicit key/value client for the global seq (`incr`, `expire`); `null`: none. */
+  readonly redis?: RedisKvLike | null | undefined
+  /** Prefix of the seq keys in Redis. Default `'ssekify:seq:'`. */
+  readonly redisKeyPrefix?: string | undefined
+  /** TTL of a key (Redis and memory), seconds. Default 86 400. */
+  readonly redisTTLSeconds?: number | undefined
+  /** In-memory keys kept at most. Default 100 000. */
+  readonly maxKeys?: number | undefined
+}
+
+/**
+ * Options of an instance. Every option of the original 0.1.6 keeps its name and
+ * default.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Options {
+  /** Pub/sub channel of the bus. Default `'ssekify:bus'`. */
+  readonly channel?: string | undefined
+  /** Heartbeat interval (`: ping` comment lines); 0: none. Default 15 000. */
+  readonly keepAliveMs?: number | undefined
+  /** Also send each heartbeat as a named event a page can listen to. Default: none. */
+  readonly keepAliveEvent?: string | undefined
+  /** `retry:` sent on connect: the browser's reconnect delay. Default 2 000. */
+  readonly retryMs?: number | undefined
+  /** Frames with an id kept per user for `Last-Event-ID` replay; 0: off. Default 20. */
+  readonly recentBufferSize?: number | undefined
+  /** Data → text. Default `JSON.stringify`. */
+  readonly serializer?: ((data: unknown) => string | undefined) | undefined
+  /** Largest serialized payload in bytes; larger messages are skipped with an `'error'`; 0: no limit. Default 1 MiB. */
+  readonly maxPayloadBytes?: number | undefined
+  /** Replay buffers of users inactive this long are dropped; 0: never. Default 30 min. */
+  readonly recentTTLMs?: number | undefined
+  /** Users with a replay buffer at most (least recently active evicted). Default 10 000. */
+  readonly recentMaxUsers?: number | undefined
+  /** When set, a reconnect whose `Last-Event-ID` is unknown first gets this event. Default: off. */
+  readonly replayGapEvent?: string | undefined
+  /** Longest accepted `Last-Event-ID`; longer ones are ignored with an `'error'`. Default 1 024. */
+  readonly maxLastEventIdLength?: number | undefined
+  /** Automatic fields. Default: `{ timestamp: 'iso' }`. */
+  readonly autoFields?: AutoFieldsOptions | undefined
+  /** Automatic `seq` for data with a `requestId` / `streamId`. Default true. */
+  readonly enableSeq?: boolean | undefined
+  readonly seq?: SeqOptions | undefined
+  /** This instance's id on the bus (origin dedup). Default: random. */
+  readonly instanceId?: string | undefined
+}
+
+/**
+ * `shutdown` options.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ShutdownOptions {
+  /** Send `{ code: 'SHUTDOWN', at }` to every connection first. Default true. */
+  readonly announce?: boolean | undefined
+  /** Event name of the announcement. Default `'server:shutdown'`. */
+  readonly event?: string | undefined
+  /** Wait this long before closing the connections. Default 5 000. */
+  readonly graceMs?: number | undefined
+}
+
+/**
+ * `stats()`: every field of the original, plus replay and bus counters.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Stats {
+  readonly connections: number
+  readonly users: number
+  readonly rooms: number
+  /** Frames written to connections (one per frame per connection). */
+  readonly sent: number
+  readonly droppedOldest: number
+  readonly droppedNewest: number
+  readonly disconnectedByBackpressure: number
+  /** Largest queue seen (frames waiting for `'drain'`). */
+  readonly queueItemsMax: number
+  readonly queueBytesMax: number
+  readonly errorCount: number
+  readonly seqIncrsLocal: number
+  readonly seqIncrsRedis: number
+  /** Last fallback of the global seq to memory (epoch ms); 0: never. */
+  readonly lastSeqKvFallbackAt: number
+  /** Frames written by `Last-Event-ID` replays. */
+  readonly replayed: number
+  /** Reconnects whose `Last-Event-ID` was not found. */
+  readonly replayMisses: number
+  /** Messages this instance put on the bus. */
+  readonly published: number
+  /** Messages from other instances delivered here. */
+  readonly received: number
+  /** False after `stopAccepting()` / `shutdown()`. */
+  readonly accepting: boolean
+}
+
+/**
+ * The events, by name, and what each carries.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SseKifyEventMap {
+  readonly connect: { readonly userId: string; readonly connId: string }
+  readonly disconnect: { readonly userId: string; readonly connId: string }
+  /** A message from another instance arrived (the envelope as published). */
+  readonly publish: Envelope.Envelope
+  /** Once per delivery call. */
+  readonly "message-sent":
+    | { readonly scope: "user"; readonly userId: string; readonly count: number }
+    | { readonly scope: "all"; readonly count: number }
+    | { readonly scope: "room"; readonly room: string; readonly count: number }
+  /** Frames dropped from a full queue (`dropPolicy` 'oldest' / 'newest'). */
+  readonly drop: { readonly connId: string; readonly userId: string; readonly policy: Exclude<DropPolicy, "disconnect">; readonly frames: number }
+  readonly error: SseKifyError | Error
+}
+
+/**
+ * One event.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type SseKifyEvent = {
+  readonly [K in keyof SseKifyEventMap]: { readonly type: K; readonly payload: SseKifyEventMap[K] }
+}[keyof SseKifyEventMap]
+
+/**
+ * The service.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SseKifyService {
+  /** This instance's id on the bus. */
+  readonly instanceId: string
+  /**
+   * Turns a Node response into an SSE connection (headers, `retry:`, heartbeats,
+   * replay after `Last-Event-ID`). It lives until the client goes or it is closed; see
+   * `Connection.scoped` to tie it to a scope. Invalid input is answered with 400, a
+   * stopped instance with 503 + `Retry-After`.
+   */
+  readonly registerConnection: (
+    userId: string,
+    res: NodeResponse,
+    options?: RegisterOptions
+  ) => Effect.Effect<ConnectionHandle, InvalidInput | ShuttingDown>
+  /** Sends to the user's connections on this instance; the number of connections reached. */
+  readonly sendToUser: (userId: string, data: unknown, opts?: SendOptions) => Effect.Effect<number, SendError>
+  /** Sends to every connection on this instance. */
+  readonly sendToAll: (data: unknown, opts?: SendOptions) => Effect.Effect<number, SendError>
+  /** Sends to a room's connections on this instance. */
+  readonly sendToRoom: (room: string, data: unknown, opts?: SendOptions) => Effect.Effect<number, SendError>
+  /** Delivers locally at once and publishes on the bus: to a user, or to everyone without `userId`. */
+  readonly publish: (
+    data: unknown,
+    userId?: string,
+    opts?: SendOptions
+  ) => Effect.Effect<void, SendError | TransportError | ShuttingDown>
+  /** Delivers locally at once and publishes to a room on every instance. */
+  readonly publishToRoom: (
+    room: string,
+    data: unknown,
+    opts?: SendOptions
+  ) => Effect.Effect<void, SendError | TransportError | ShuttingDown>
+  /** Closes a user's connections, or all. */
+  readonly close: (userId?: string) => Effect.Effect<void>
+  readonly stats: Effect.Effect<Stats>
+  readonly getUserConnectionCount: (userId: string) => Effect.Effect<number>
+  readonly getUserConnectionIds: (userId: string) => Effect.Effect<ReadonlyArray<string>>
+  readonly getAllUsersConnectionStats: Effect.Effect<Record<string, number>>
+  readonly isUserOnline: (userId: string) => Effect.Effect<boolean>
+  /** Forgets the replay buffer of a user, or of everyone. */
+  readonly clearRecent: (userId?: string) => Effect.Effect<void, TransportError>
+  /** New connections get 503 + `Retry-After`; open ones stay. */
+  readonly stopAccepting: Effect.Effect<void>
+  /** Stop accepting, announce, wait `graceMs`, close every connection. */
+  readonly shutdown: (options?: ShutdownOptions) => Effect.Effect<void>
+  /** Every event (`connect`, `disconnect`, `publish`, `message-sent`, `drop`, `error`). */
+  readonly events: Stream.Stream<SseKifyEvent>
+}
+
+/**
+ * The service tag.
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export class SseKify extends Context.Tag("ssekify/SseKify")<SseKify, SseKifyService>() {}
+
+/**
+ * Options of the layer: the instance's options plus what happens when the layer's
+ * scope closes.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LayerOptions extends Options {
+  /** The shutdown run when the scope closes. Default: announce, 5 s grace. */
+  readonly shutdown?: ShutdownOptions | undefined
+}
+
+/** @internal */
+export const EngineKey: unique symbol = Symbol.for("ssekify/Engine")
+
+/** @internal */
+export interface Internal {
+  /** Background timers do not keep the process alive (the facade). */
+  readonly unrefTimers?: boolean
+}
+
+const fromEither = <A, E>(engine: Engine, either: Either.Either<A, E & (SseKifyError | Error)>): Effect.Effect<A, E> => {
+  if (Either.isRight(either)) return Effect.succeed(either.right)
+  engine.report(either.left)
+  return Effect.fail(either.left)
+}
+
+const sendResult = (engine: Engine, result: number | SendError): Effect.Effect<number, SendError> => {
+  if (typeof result === "number") return Effect.succeed(result)
+  engine.report(result)
+  return Effect.fail(result)
+}
+
+/**
+ * Makes the service. Requires a `Transport`; the scope owns the heartbeat tickers,
+ * the housekeeping sweep and the bus subscription, and closing it runs the shutdown.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = (
+  options?: LayerOptions,
+  internal?: Internal
+): Effect.Effect<SseKifyService, InvalidInput, Transport | Scope.Scope> =>
+  Effect.gen(function*() {
+    const resolved = yield* Effect.try({ try: () => resolve(options), catch: (e) => e as InvalidInput })
+    const transport = yield* Transport
+    const clock = yield* Effect.clock
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const runFork = yield* FiberSet.makeRuntime<never, void, never>()
+
+    const timers = new Set<NodeJS.Timeout>()
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const timer of timers) clearInterval(timer)
+        timers.clear()
+      })
+    )
+    const every = internal?.unrefTimers
+      ? (ms: number, tick: () => void) => {
+        const timer = setInterval(tick, ms)
+        timer.unref()
+        timers.add(timer)
+        return () => {
+          clearInterval(timer)
+          timers.delete(timer)
+        }
+      }
+      : (ms: number, tick: () => void) => {
+        const fiber = runFork(Effect.forever(Effect.zipRight(Effect.sleep(ms), Effect.sync(tick))))
+        return () => fiber.unsafeInterruptAsFork(FiberId.none)
+      }
+
+    let engine: Engine | undefined
+    const seqRedis = resolved.seqKv
+    const seqKv = seqRedis === undefined
+      ? Option.getOrUndefined(transport.kv)
+      : seqRedis === null
+      ? undefined
+      : kvFromIncr(seqRedis)
+    const sequencerImpl = Sequencer.unsafeMakeImpl({
+      startAt: resolved.seqStartAt,
+      ttlSeconds: resolved.seqTTLSeconds,
+      maxKeys: resolved.seqMaxKeys,
+      keyPrefix: resolved.seqKeyPrefix,
+      kv: seqKv,
+      expectKv: transport.kind !== "none",
+      onWarning: (warning) => engine?.report(warning)
+    }, now)
+    const replay = yield* ReplayBuffer.makeMemory({
+      size: resolved.recentBufferSize,
+      ttlMs: resolved.recentTTLMs,
+      maxUsers: resolved.recentMaxUsers
+    })
+
+    engine = new Engine({
+      options: resolved,
+      transport,
+      replay,
+      sequencer: sequencerImpl,
+      now,
+      every,
+      fork: (effect) => void runFork(effect)
+    })
+    const e = engine
+
+    yield* transport.subscribe(resolved.channel, {
+      onMessage: (raw) => e.receive(raw),
+      onError: (error) => e.report(error)
+    })
+
+    // One housekeeping ticker: replay TTL and idle seq keys.
+    const sweepMs = Math.max(10_000, Math.min(resolved.recentTTLMs > 0 ? resolved.recentTTLMs : 60_000, resolved.seqTTLSeconds > 0 ? resolved.seqTTLSeconds * 1000 : 60_000, 60_000))
+    const sweepNow = () => {
+      sequencerImpl.sweep(now())
+      Effect.runSync(replay.sweep)
+    }
+    const stopSweep = every(sweepMs, sweepNow)
+    yield* Effect.addFinalizer(() => Effect.sync(stopSweep))
+
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => (e.closedForGood ? Effect.void : e.shutdown(options?.shutdown))).pipe(
+        Effect.ensuring(Effect.sync(() => e.hub.stopTickers()))
+      )
+    )
+
+    const service: SseKifyService & { readonly [EngineKey]: Engine } = {
+      [EngineKey]: e,
+      instanceId: e.instanceId,
+      registerConnection: (userId, res, opts) => Effect.suspend(() => fromEither(e, e.register(userId, res, opts))),
+      sendToUser: (userId, data, opts) => Effect.suspend(() => sendResult(e, e.sendToUser(userId, data, opts))),
+      sendToAll: (data, opts) => Effect.suspend(() => sendResult(e, e.sendToAll(data, opts))),
+      sendToRoom: (room, data, opts) => Effect.suspend(() => sendResult(e, e.sendToRoom(room, data, opts))),
+      publish: (data, userId, opts) =>
+        userId === undefined || userId === null || userId === ""
+          ? e.publish("all", undefined, data, opts)
+          : e.publish("user", userId, data, opts),
+      publishToRoom: (room, data, opts) => e.publish("room", room, data, opts),
+      close: (userId) => Effect.sync(() => e.close(userId)),
+      stats: Effect.sync(() => e.stats()),
+      getUserConnectionCount: (userId) => Effect.sync(() => e.userConnectionCount(userId)),
+      getUserConnectionIds: (userId) => Effect.sync(() => e.userConnectionIds(userId)),
+      getAllUsersConnectionStats: Effect.sync(() => e.allUsersConnectionStats()),
+      isUserOnline: (userId) => Effect.sync(() => e.userConnectionCount(userId) > 0),
+      clearRecent: (userId) => replay.clear(userId === "" || userId === null ? undefined : userId),
+      stopAccepting: Effect.sync(() => e.stopAccepting()),
+      shutdown: (opts) => e.shutdown(opts),
+      events: Stream.asyncPush<SseKifyEvent>(
+        (emit) => Effect.acquireRelease(Effect.sync(() => e.subscribe((event) => void emit.single(event))), (un) => Effect.sync(un)),
+        { bufferSize: "unbounded" }
+      )
+    }
+    return service
+  })
+
+/**
+ * The engine behind a service made by {@link make} (for the `SSEKify` facade).
+ *
+ * @internal
+ */
+export const unsafeEngine = (service: SseKifyService): Engine => (service as unknown as { readonly [EngineKey]: Engine })[EngineKey]
+
+/**
+ * The service as a layer. Provide a `Transport` layer (`Transport.layerNone` for a
+ * single instance, `Transport.layerMemory(bus)`, `RedisTransport.layer(...)`).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (options?: LayerOptions): Layer.Layer<SseKify, InvalidInput, Transport> =>
+  Layer.scoped(SseKify, make(options))
+
+/**
+ * The service with options from a `Config` (e.g. `Config.all({ channel: Config.string("SSE_CHANNEL") })`).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config<LayerOptions>
+): Layer.Layer<SseKify, InvalidInput | ConfigError.ConfigError, Transport> =>
+  Layer.unwrapEffect(Effect.map(config, (options) => layer(options)))
+
+/**
+ * The options most deployments set, from the environment: `SSEKIFY_CHANNEL`,
+ * `SSEKIFY_KEEP_ALIVE_MS`, `SSEKIFY_RETRY_MS`, `SSEKIFY_RECENT_BUFFER_SIZE`,
+ * `SSEKIFY_RECENT_TTL_MS`, `SSEKIFY_RECENT_MAX_USERS`, `SSEKIFY_MAX_PAYLOAD_BYTES`,
+ * `SSEKIFY_REPLAY_GAP_EVENT`, `SSEKIFY_SHUTDOWN_GRACE_MS`. Unset variables keep the
+ * defaults.
+ *
+ * @since 0.2.0
+ * @category config
+ */
+export const envConfig: Config.Config<LayerOptions> = Config.all({
+  channel: Config.option(Config.string("SSEKIFY_CHANNEL")),
+  keepAliveMs: Config.option(Config.integer("SSEKIFY_KEEP_ALIVE_MS")),
+  retryMs: Config.option(Config.integer("SSEKIFY_RETRY_MS")),
+  recentBufferSize: Config.option(Config.integer("SSEKIFY_RECENT_BUFFER_SIZE")),
+  recentTTLMs: Config.option(Config.integer("SSEKIFY_RECENT_TTL_MS")),
+  recentMaxUsers: Config.option(Config.integer("SSEKIFY_RECENT_MAX_USERS")),
+  maxPayloadBytes: Config.option(Config.integer("SSEKIFY_MAX_PAYLOAD_BYTES")),
+  replayGapEvent: Config.option(Config.string("SSEKIFY_REPLAY_GAP_EVENT")),
+  graceMs: Config.option(Config.integer("SSEKIFY_SHUTDOWN_GRACE_MS"))
+}).pipe(
+  Config.map(({ graceMs, ...rest }): LayerOptions => {
+    const out: Record<string, unknown> = {}
+    for (const [key, value] of Object.entries(rest) as Array<[string, Option.Option<unknown>]>) {
+      if (Option.isSome(value)) out[key] = value.value
+    }
+    if (Option.isSome(graceMs)) out.shutdown = { graceMs: graceMs.value }
+    return out as LayerOptions
+  })
+)
+
+/**
+ * The app-facing layer: {@link layer} with the options of {@link envConfig}. Needs a
+ * `Transport`.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const SseKifyLive: Layer.Layer<SseKify, InvalidInput | ConfigError.ConfigError, Transport> = layerConfig(envConfig)

@@ -1,0 +1,395 @@
+/**
+ * The cross-instance bus.
+ *
+ * A `Transport` publishes text messages on a channel, hands the messages of a channel
+ * to a subscriber, and may offer a small key/value store (`kv`) for the global `seq`
+ * counter. Layers:
+ *
+ * - {@link layerNone}: a single instance; `publish` delivers locally only.
+ * - {@link layerMemory}: an in-process bus shared by several instances in one process
+ *   (for tests: they talk as if Redis were there).
+ * - {@link layerRedisLike}: any object with the `RedisLike` shape of the original
+ *   (`publish`, `subscribe`, `on('message')`, …), e.g. `createIORedisAdapter(url)`.
+ * - `RedisTransport.layer(...)` (module `RedisTransport`): ioredis with separate
+ *   publisher, subscriber and KV connections.
+ *
+ * @since 0.2.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { TransportError } from "./Errors.js"
+
+/**
+ * What a subscriber is given: every message on its channel, and the errors the bus
+ * reports (a dropped connection, a failed resubscribe). Errors are not terminal: a
+ * transport keeps trying to deliver.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Handlers {
+  readonly onMessage: (message: string) => void
+  readonly onError: (error: TransportError) => void
+}
+
+/**
+ * A key/value store for counters (the global `seq`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Kv {
+  /** Increments `key` and sets its time to live, returning the new value. */
+  readonly incrExpire: (key: string, ttlSeconds: number) => Effect.Effect<number, TransportError>
+  /** Sets the time to live of `key`. */
+  readonly expire: (key: string, ttlSeconds: number) => Effect.Effect<void, TransportError>
+}
+
+/**
+ * The transport service.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface TransportService {
+  /** A short name for logs and stats: `none`, `memory`, `redis-like`, `redis`. */
+  readonly kind: string
+  /** Publishes `message` on `channel`. Fails with `TransportError` when the bus is unreachable. */
+  readonly publish: (channel: string, message: string) => Effect.Effect<void, TransportError>
+  /**
+   * Registers `handlers` for `channel` (synchronously: messages published after this
+   * effect ran are seen) and unsubscribes when the scope closes.
+   */
+  readonly subscribe: (channel: string, handlers: Handlers) => Effect.Effect<void, never, Scope.Scope>
+  /** The key/value store, when the bus has one. */
+  readonly kv: Option.Option<Kv>
+}
+
+/**
+ * The transport tag.
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export class Transport extends Context.Tag("ssekify/Transport")<Transport, TransportService>() {}
+
+/**
+ * No bus: a single instance. `publish` delivers to the local connections only.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const none: TransportService = {
+  kind: "none",
+  publish: () => Effect.void,
+  subscribe: () => Effect.void,
+  kv: Option.none()
+}
+
+/**
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerNone: Layer.Layer<Transport> = Layer.succeed(Transport, none)
+
+// ---------------------------------------------------------------------------
+// RedisLike: the adapter shape of the original package
+// ---------------------------------------------------------------------------
+
+/**
+ * The optional key/value commands of a `RedisLike` adapter.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RedisKvLike {
+  incr(key: string): Promise<number> | number
+  expire?(key: string, seconds: number): Promise<unknown> | unknown
+  pexpire?(key: string, ms: number): Promise<unknown> | unknown
+}
+
+/**
+ * The adapter interface of the original ssekify: `publish`, `subscribe` and
+ * `on('message' | 'error')` are required; `close` and the key/value commands
+ * (`incr`, `expire`, `pexpire` or a `kv` object with them) are optional.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RedisLike {
+  publish(channel: string, message: string): Promise<unknown> | unknown
+  subscribe(channel: string): Promise<unknown> | unknown
+  on(event: "message", listener: (channel: string, message: string) => void): unknown
+  on(event: "error", listener: (error: unknown) => void): unknown
+  close?(): Promise<void> | void
+  incr?(key: string): Promise<number> | number
+  expire?(key: string, seconds: number): Promise<unknown> | unknown
+  pexpire?(key: string, ms: number): Promise<unknown> | unknown
+  kv?: RedisKvLike | undefined
+}
+
+/**
+ * `true` when `value` has the required methods of a {@link RedisLike} adapter.
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isRedisLike = (value: unknown): value is RedisLike =>
+  typeof value === "object" && value !== null &&
+  typeof (value as RedisLike).publish === "function" &&
+  typeof (value as RedisLike).subscribe === "function" &&
+  typeof (value as RedisLike).on === "function"
+
+const tryPromise = <A>(operation: string, f: () => Promise<A> | A): Effect.Effect<A, TransportError> =>
+  Effect.tryPromise({
+    try: async () => await f(),
+    catch: (cause) => new TransportError({ operation, cause })
+  })
+
+/**
+ * A {@link Kv} over an object with `incr` (and `expire`): the adapter itself, its
+ * `kv` property, or an explicit `seq.redis` client. `incr` and `expire` are two
+ * round trips here; `RedisTransport` does both in one.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const kvFromIncr = (client: RedisKvLike): Kv => ({
+  incrExpire: (key, ttlSeconds) =>
+    Effect.flatMap(tryPromise("incr", () => client.incr(key)), (n) =>
+      ttlSeconds > 0 && typeof client.expire === "function"
+        ? Effect.as(tryPromise("expire", () => client.expire!(key, ttlSeconds)), Number(n))
+        : Effect.succeed(Number(n))),
+  expire: (key, ttlSeconds) =>
+    typeof client.expire === "function" ? Effect.asVoid(tryPromise("expire", () => client.expire!(key, ttlSeconds))) : Effect.void
+})
+
+/**
+ * The key/value store a `RedisLike` adapter offers, inherited the way the original
+ * did: `incr` + `expire` on the adapter, else its `kv` object.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const kvOfRedisLike = (adapter: RedisLike): Option.Option<Kv> => {
+  if (typeof adapter.incr === "function" && typeof adapter.expire === "function") {
+    return Option.some(kvFromIncr(adapter as RedisKvLike))
+  }
+  if (adapter.kv && typeof adapter.kv.incr === "function") return Option.some(kvFromIncr(adapter.kv))
+  return Option.none()
+}
+
+/**
+ * A transport over a `RedisLike` adapter. Several subscriptions may share one adapter
+ * (each filters its channel). With `closeOnRelease`, the adapter's `close()` runs when
+ * the layer's scope closes (what `shutdown()` did in the original).
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const fromRedisLike = (
+  adapter: RedisLike,
+  options?: { readonly closeOnRelease?: boolean }
+): Effect.Effect<TransportService, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    type Sub = { readonly channel: string; readonly handlers: Handlers }
+    const subs = new Set<Sub>()
+    let listening = false
+    const listen = () => {
+      if (listening) return
+      listening = true
+      adapter.on("message", (channel: string, message: string) => {
+        for (const sub of subs) if (sub.channel === channel) sub.handlers.onMessage(message)
+      })
+      try {
+        adapter.on("error", (error: unknown) => {
+          const err = new TransportError({ operation: "adapter", cause: error })
+          for (const sub of subs) sub.handlers.onError(err)
+        })
+      } catch {
+        // an adapter may not support 'error' listeners
+      }
+    }
+    if (options?.closeOnRelease && typeof adapter.close === "function") {
+      yield* Effect.addFinalizer(() => Effect.ignore(tryPromise("close", () => adapter.close!())))
+    }
+    const service: TransportService = {
+      kind: "redis-like",
+      publish: (channel, message) => Effect.asVoid(tryPromise("publish", () => adapter.publish(channel, message))),
+      subscribe: (channel, handlers) =>
+        Effect.gen(function*() {
+          const sub: Sub = { channel, handlers }
+          listen()
+          subs.add(sub)
+          yield* Effect.addFinalizer(() => Effect.sync(() => subs.delete(sub)))
+          yield* tryPromise("subscribe", () => adapter.subscribe(channel)).pipe(
+            Effect.catchAll((error) => Effect.sync(() => handlers.onError(error))),
+            Effect.forkScoped
+          )
+        }),
+      kv: kvOfRedisLike(adapter)
+    }
+    return service
+  })
+
+/**
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerRedisLike = (
+  adapter: RedisLike,
+  options?: { readonly closeOnRelease?: boolean }
+): Layer.Layer<Transport> => Layer.scoped(Transport, fromRedisLike(adapter, options))
+
+// ---------------------------------------------------------------------------
+// In-process bus
+// ---------------------------------------------------------------------------
+
+/**
+ * An in-process bus: several instances in one process that share it exchange
+ * `publish` / `publishToRoom` as they would through Redis (messages are text, each
+ * receiver decodes them). It also keeps counters, so `seq` is global across the
+ * instances that share it. Delivery is synchronous.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export class MemoryBus {
+  private readonly channels = new Map<string, Set<(message: string) => void>>()
+  private readonly counters = new Map<string, { value: number; expiresAt: number }>()
+  /** Messages published on this bus, for tests and stats. */
+  published = 0
+
+  /** Delivers `message` to every subscriber of `channel`; returns how many got it. */
+  publish(channel: string, message: string): number {
+    this.published++
+    const set = this.channels.get(channel)
+    if (set === undefined) return 0
+    let n = 0
+    for (const listener of Array.from(set)) {
+      listener(message)
+      n++
+    }
+    return n
+  }
+
+  /** Adds a listener; returns the function that removes it. */
+  subscribe(channel: string, listener: (message: string) => void): () => void {
+    let set = this.channels.get(channel)
+    if (set === undefined) this.channels.set(channel, set = new Set())
+    set.add(listener)
+    return () => {
+      const current = this.channels.get(channel)
+      if (current === undefined) return
+      current.delete(listener)
+      if (current.size === 0) this.channels.delete(channel)
+    }
+  }
+
+  /** Number of listeners on `channel`. */
+  subscribers(channel: string): number {
+    return this.channels.get(channel)?.size ?? 0
+  }
+
+  incr(key: string): number {
+    const now = Date.now()
+    const entry = this.counters.get(key)
+    if (entry === undefined || entry.expiresAt <= now) {
+      this.counters.set(key, { value: 1, expiresAt: Infinity })
+      return 1
+    }
+    return ++entry.value
+  }
+
+  pexpire(key: string, ms: number): number {
+    const entry = this.counters.get(key)
+    if (entry === undefined) return 0
+    entry.expiresAt = Date.now() + ms
+    return 1
+  }
+
+  expire(key: string, seconds: number): number {
+    return this.pexpire(key, seconds * 1000)
+  }
+
+  /**
+   * A `RedisLike` adapter on this bus, for the `SSEKify` facade:
+   * `new SSEKify({ redis: bus.adapter() })`.
+   */
+  adapter(): RedisLike & { incr(key: string): number; expire(key: string, seconds: number): number } {
+    const messageListeners: Array<(channel: string, message: string) => void> = []
+    const unsubscribers = new Map<string, () => void>()
+    let closed = false
+    const self = this
+    const adapter = {
+      publish: (channel: string, message: string) => {
+        if (closed) throw new Error("memory adapter is closed")
+        return self.publish(channel, message)
+      },
+      subscribe: (channel: string) => {
+        if (closed || unsubscribers.has(channel)) return
+        unsubscribers.set(
+          channel,
+          self.subscribe(channel, (message) => {
+            for (const l of messageListeners) l(channel, message)
+          })
+        )
+      },
+      on: (event: string, listener: (...args: Array<any>) => void) => {
+        if (event === "message") messageListeners.push(listener as (channel: string, message: string) => void)
+        return adapter
+      },
+      close: () => {
+        closed = true
+        for (const un of unsubscribers.values()) un()
+        unsubscribers.clear()
+      },
+      incr: (key: string) => self.incr(key),
+      expire: (key: string, seconds: number) => self.expire(key, seconds),
+      pexpire: (key: string, ms: number) => self.pexpire(key, ms)
+    }
+    return adapter as RedisLike & { incr(key: string): number; expire(key: string, seconds: number): number }
+  }
+}
+
+/**
+ * Creates an in-process bus.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeMemoryBus = (): MemoryBus => new MemoryBus()
+
+/**
+ * A transport on an in-process bus.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const memory = (bus: MemoryBus): TransportService => ({
+  kind: "memory",
+  publish: (channel, message) => Effect.sync(() => void bus.publish(channel, message)),
+  subscribe: (channel, handlers) =>
+    Effect.acquireRelease(
+      Effect.sync(() => bus.subscribe(channel, handlers.onMessage)),
+      (unsubscribe) => Effect.sync(unsubscribe)
+    ).pipe(Effect.asVoid),
+  kv: Option.some({
+    incrExpire: (key, ttlSeconds) =>
+      Effect.sync(() => {
+        const n = bus.incr(key)
+        if (ttlSeconds > 0) bus.expire(key, ttlSeconds)
+        return n
+      }),
+    expire: (key, ttlSeconds) => Effect.sync(() => void bus.expire(key, ttlSeconds))
+  })
+})
+
+/**
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerMemory = (bus: MemoryBus): Layer.Layer<Transport> => Layer.succeed(Transport, memory(bus))

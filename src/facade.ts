@@ -1,0 +1,275 @@
+/**
+ * The drop-in `SSEKify` class: the documented imperative API of the original ssekify
+ * 0.1.6 and its `EventEmitter` events, over the Effect services (one `ManagedRuntime`
+ * per instance).
+ *
+ * ```js
+ * const { SSEKify } = require('ssekify')
+ * const sse = new SSEKify({ keepAliveMs: 15000, retryMs: 2000, recentBufferSize: 20 })
+ * app.get('/sse', (req, res) => sse.registerConnection(String(req.query.userId), res, { rooms: ['global'] }))
+ * sse.sendToUser('alice', { hello: 'world' }, { event: 'notify' })
+ * ```
+ *
+ * @since 0.2.0
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Runtime from "effect/Runtime"
+import { EventEmitter } from "node:events"
+import type { ServerResponse } from "node:http"
+import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
+import { InvalidInput, RequestIdRequired, type SendError, ShuttingDown } from "./Errors.js"
+import { Engine, isResponse } from "./internal/engine.js"
+import { describe } from "./internal/options.js"
+import { createIORedisAdapter } from "./redisAdapter.js"
+import {
+  make as makeService,
+  type Options,
+  type SendOptions,
+  type ShutdownOptions,
+  SseKify,
+  type SseKifyEventMap,
+  type SseKifyService,
+  type Stats,
+  unsafeEngine
+} from "./SseKify.js"
+import * as Transport from "./Transport.js"
+
+/**
+ * Options of `new SSEKify(options)`: the instance options plus the bus.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SSEKifyOptions extends Options {
+  /**
+   * Cross-instance bus: a Redis URL (`redis://user:pass@host:6379/0`, needs
+   * `ioredis`), or any `RedisLike` adapter (`createIORedisAdapter(url)`, your own, or
+   * `createMemoryBus().adapter()` for tests). Omitted: this instance only.
+   */
+  readonly redis?: Transport.RedisLike | string | undefined
+}
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export type { ConnectionHandle as RegisteredConnectionHandle, RegisterOptions, SendOptions, ShutdownOptions, Stats }
+
+type Listener<K extends keyof SseKifyEventMap> = (payload: SseKifyEventMap[K]) => void
+
+/**
+ * The typed events of {@link SSEKify}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SSEKify {
+  on<K extends keyof SseKifyEventMap>(event: K, listener: Listener<K>): this
+  on(event: string | symbol, listener: (...args: Array<any>) => void): this
+  once<K extends keyof SseKifyEventMap>(event: K, listener: Listener<K>): this
+  once(event: string | symbol, listener: (...args: Array<any>) => void): this
+  off<K extends keyof SseKifyEventMap>(event: K, listener: Listener<K>): this
+  off(event: string | symbol, listener: (...args: Array<any>) => void): this
+  addListener<K extends keyof SseKifyEventMap>(event: K, listener: Listener<K>): this
+  addListener(event: string | symbol, listener: (...args: Array<any>) => void): this
+  removeListener<K extends keyof SseKifyEventMap>(event: K, listener: Listener<K>): this
+  removeListener(event: string | symbol, listener: (...args: Array<any>) => void): this
+  emit<K extends keyof SseKifyEventMap>(event: K, payload: SseKifyEventMap[K]): boolean
+  emit(event: string | symbol, ...args: Array<any>): boolean
+}
+
+const transportLayer = (redis: SSEKifyOptions["redis"]): Layer.Layer<Transport.Transport> => {
+  if (redis === undefined || redis === null || redis === "") return Transport.layerNone
+  if (typeof redis === "string") {
+    return Transport.layerRedisLike(createIORedisAdapter(redis), { closeOnRelease: true })
+  }
+  if (Transport.isRedisLike(redis)) return Transport.layerRedisLike(redis, { closeOnRelease: true })
+  throw new InvalidInput({
+    field: "redis",
+    reason: `must be a Redis URL or an adapter with publish/subscribe/on, got ${describe(redis)}`
+  })
+}
+
+/**
+ * A Server-Sent Events hub: connections per user and room, delivery, replay,
+ * backpressure, and an optional Redis bus. Events: `'connect'`, `'disconnect'`,
+ * `'publish'`, `'message-sent'`, `'drop'`, `'error'`.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export class SSEKify extends EventEmitter {
+  /** This instance's id on the bus (messages it published are not delivered twice). */
+  readonly instanceId: string
+  /** The bus channel. */
+  readonly channel: string
+  readonly #runtime: ManagedRuntime.ManagedRuntime<SseKify, InvalidInput>
+  readonly #service: SseKifyService
+  readonly #engine: Engine
+  #shutdown: Promise<void> | undefined
+
+  /**
+   * @throws InvalidInput when an option has the wrong type or range.
+   */
+  constructor(options?: SSEKifyOptions) {
+    super()
+    // Like the original: 'error' always has a listener, so emitting it never throws.
+    this.on("error", () => {})
+    const layer = Layer.scoped(SseKify, makeService(options, { unrefTimers: true })).pipe(
+      Layer.provide(transportLayer(options?.redis))
+    )
+    this.#runtime = ManagedRuntime.make(layer)
+    try {
+      this.#service = this.#runtime.runSync(SseKify)
+    } catch (e) {
+      throw unwrapDefect(e)
+    }
+    this.#engine = unsafeEngine(this.#service)
+    this.instanceId = this.#engine.instanceId
+    this.channel = this.#engine.options.channel
+    this.#engine.subscribe((event) => {
+      if (event.type === "error" && this.listenerCount("error") === 0) return
+      this.emit(event.type, event.payload)
+    })
+  }
+
+  /**
+   * Turns `res` into an SSE connection for `userId`: sets the SSE headers (plus
+   * `options.headers`), writes `retry:`, starts heartbeats, replays what the client
+   * missed after `Last-Event-ID`. Do not write to `res` before, nor `res.end()` after.
+   * While not accepting, the request gets 503 + `Retry-After` and the handle's
+   * `connId` is `''`.
+   */
+  registerConnection(userId: string, res: ServerResponse, options?: RegisterOptions): ConnectionHandle {
+    const result = this.#engine.register(userId, res as unknown as Parameters<Engine["register"]>[1], options)
+    if (result._tag === "Right") return result.right
+    const error = result.left
+    if (!isResponse(res)) throw error
+    if (!(error instanceof ShuttingDown)) this.#engine.report(error)
+    return Engine.inert
+  }
+
+  /** Sends to `userId`'s connections on this instance; returns how many got it. */
+  sendToUser(userId: string, data: unknown, opts?: SendOptions): number {
+    return this.#sync(this.#engine.sendToUser(userId, data, opts))
+  }
+
+  /** Sends to every connection on this instance (use `publish` to reach all instances). */
+  sendToAll(data: unknown, opts?: SendOptions): number {
+    return this.#sync(this.#engine.sendToAll(data, opts))
+  }
+
+  /** Sends to the connections of `room` on this instance. */
+  sendToRoom(room: string, data: unknown, opts?: SendOptions): number {
+    return this.#sync(this.#engine.sendToRoom(room, data, opts))
+  }
+
+  #sync(result: number | SendError): number {
+    if (typeof result === "number") return result
+    this.#engine.report(result)
+    if (result instanceof RequestIdRequired) throw result
+    return 0
+  }
+
+  /**
+   * Delivers locally at once and publishes on the bus: to `userId` on every
+   * instance, or to everyone when `userId` is omitted. Rejects when the bus fails
+   * (local delivery has happened) or when `autoFields.requestId` is required and
+   * missing; a payload that cannot be serialized or is too large is skipped with an
+   * `'error'` event.
+   */
+  publish(data: unknown, userId?: string, opts?: SendOptions): Promise<void> {
+    return this.#async(this.#service.publish(data, userId, opts))
+  }
+
+  /** Delivers locally at once and publishes to `room` on every instance. */
+  publishToRoom(room: string, data: unknown, opts?: SendOptions): Promise<void> {
+    return this.#async(this.#service.publishToRoom(room, data, opts))
+  }
+
+  #async(effect: Effect.Effect<void, unknown>): Promise<void> {
+    if (this.#engine.closedForGood) {
+      const error = new ShuttingDown({ operation: "publish" })
+      this.#engine.report(error)
+      return Promise.reject(error)
+    }
+    return this.#runtime.runPromise(
+      Effect.catchIf(
+        effect,
+        (e): e is SendError => e instanceof InvalidInput || (isTagged(e) && (e._tag === "SerializeFailed" || e._tag === "PayloadTooLarge")),
+        () => Effect.void
+      )
+    ).catch((e: unknown) => {
+      throw unwrapDefect(e)
+    })
+  }
+
+  /** Closes `userId`'s connections, or every connection when omitted. */
+  close(userId?: string): void {
+    this.#engine.close(userId)
+  }
+
+  /** Basic metrics (see {@link Stats}). */
+  stats(): Stats {
+    return this.#engine.stats()
+  }
+
+  /** Forgets the replay buffer of `userId`, or of everyone. */
+  clearRecent(userId?: string): void {
+    this.#runtime.runFork(this.#service.clearRecent(userId), { immediate: true })
+  }
+
+  /** Active connections of `userId` (0 for an unknown or invalid id). */
+  getUserConnectionCount(userId: string): number {
+    return this.#engine.userConnectionCount(userId)
+  }
+
+  /** Ids of `userId`'s active connections. */
+  getUserConnectionIds(userId: string): Array<string> {
+    return this.#engine.userConnectionIds(userId)
+  }
+
+  /** `{ userId: connections }` for every connected user. */
+  getAllUsersConnectionStats(): Record<string, number> {
+    return this.#engine.allUsersConnectionStats()
+  }
+
+  /** Whether `userId` has at least one active connection. */
+  isUserOnline(userId: string): boolean {
+    return this.#engine.userConnectionCount(userId) > 0
+  }
+
+  /** New connections get 503 + `Retry-After`; open connections stay. */
+  stopAccepting(): void {
+    this.#engine.stopAccepting()
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, announce `{ code: 'SHUTDOWN', at }` under
+   * `event`, wait `graceMs`, close every connection, close the bus (the adapter's
+   * `close()`), stop every timer. Calling it again returns the same promise.
+   */
+  shutdown(options?: ShutdownOptions): Promise<void> {
+    if (this.#shutdown === undefined) {
+      const graceMs = options?.graceMs
+      const safe: ShutdownOptions = {
+        ...options,
+        graceMs: typeof graceMs === "number" && Number.isFinite(graceMs) ? Math.max(0, graceMs) : undefined
+      }
+      this.#shutdown = this.#runtime.runPromise(this.#service.shutdown(safe)).then(() => this.#runtime.dispose())
+    }
+    return this.#shutdown
+  }
+}
+
+const isObject = (value: unknown): boolean => typeof value === "object" && value !== null
+
+const isTagged = (value: unknown): value is { readonly _tag: string } =>
+  isObject(value) && typeof (value as { _tag?: unknown })._tag === "string"
+
+/** `runSync` / `runPromise` wrap failures in a FiberFailure; users get the typed error. */
+const unwrapDefect = (e: unknown): unknown =>
+  Runtime.isFiberFailure(e) ? Cause.squash(e[Runtime.FiberFailureCauseId]) : e

@@ -1,0 +1,709 @@
+/**
+ * The implementation behind the `SseKify` service and the `SSEKify` facade: the send
+ * pipeline (auto fields → seq → frame id → serialize once → encode once → deliver →
+ * record for replay), the bus, registration, stats and shutdown. Synchronous where the
+ * API is synchronous; the Effect service wraps it.
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type { ConnectionHandle, NodeResponse, RegisterOptions } from "../Connection.js"
+import * as Envelope from "../Envelope.js"
+import {
+  BackpressureDisconnect,
+  InvalidInput,
+  LastEventIdTooLong,
+  PayloadTooLarge,
+  RequestIdRequired,
+  SerializeFailed,
+  ShuttingDown,
+  type SendError,
+  type SseKifyError,
+  type TransportError
+} from "../Errors.js"
+import * as Frame from "../Frame.js"
+import type { Lookup, ReplayBufferService } from "../ReplayBuffer.js"
+import type { SendOptions, ShutdownOptions, SseKifyEvent, SseKifyEventMap, Stats } from "../SseKify.js"
+import type { TransportService } from "../Transport.js"
+import { instanceBits, Snowflake } from "./frameId.js"
+import { Conn, Hub } from "./hub.js"
+import { DEFAULTS, describe, type Resolved, resolveConnection } from "./options.js"
+import type { SequencerImpl } from "./sequencer.js"
+
+
+type EventName = keyof SseKifyEventMap
+type Listener = (event: SseKifyEvent) => void
+
+type Prepared = { readonly data: unknown; readonly event: string | undefined; readonly id: string | undefined }
+type Encoded = { readonly frame: Uint8Array; readonly text: string }
+
+const SSE_HEADERS: ReadonlyArray<readonly [string, string]> = [
+  ["Content-Type", "text/event-stream; charset=utf-8"],
+  ["Cache-Control", "no-cache, no-transform"],
+  ["Connection", "keep-alive"],
+  ["X-Accel-Buffering", "no"]
+]
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => {
+  if (typeof value !== "object" || value === null) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+const isNonEmptyString = (value: unknown): value is string => typeof value === "string" && value.length > 0
+
+/** A seq key from `keyExtractor`: a non-empty string or a finite number. */
+const asKey = (value: unknown): string | undefined => {
+  if (typeof value === "string") return value.length > 0 ? value : undefined
+  if (typeof value === "number" && Number.isFinite(value)) return String(value)
+  return undefined
+}
+
+const inert: ConnectionHandle = Object.freeze({
+  connId: "",
+  close: () => {},
+  join: () => false,
+  leave: () => false
+})
+
+let instanceCounter = 0
+
+export interface EngineDeps {
+  readonly options: Resolved
+  readonly transport: TransportService
+  readonly replay: ReplayBufferService
+  readonly sequencer: SequencerImpl
+  readonly now: () => number
+  /** Starts a repeating background ticker; returns its stop function. */
+  readonly every: (ms: number, tick: () => void) => () => void
+  /** Runs an effect in the background (replay lookups that are not synchronous). */
+  readonly fork: (effect: Effect.Effect<void>) => void
+}
+
+export class Engine {
+  readonly instanceId: string
+  readonly hub: Hub
+  readonly options: Resolved
+  accepting = true
+  shutdownStarted = false
+  /** Set once the instance has shut down for good (after the grace period). */
+  closedForGood = false
+  private readonly transport: TransportService
+  private readonly replay: ReplayBufferService
+  private readonly sequencer: SequencerImpl
+  private readonly now: () => number
+  private readonly fork: (effect: Effect.Effect<void>) => void
+  private readonly listeners = new Set<Listener>()
+  private readonly counters = { errorCount: 0, replayed: 0, replayMisses: 0, published: 0, received: 0 }
+  private readonly retryFrames = new Map<number, Uint8Array>()
+  private readonly snowflake: Snowflake
+  private readonly connPrefix: string
+  private connCounter = 0
+
+  constructor(deps: EngineDeps) {
+    this.options = deps.options
+    this.transport = deps.transport
+    this.replay = deps.replay
+    this.sequencer = deps.sequencer
+    this.now = deps.now
+    this.fork = deps.fork
+    const pid = typeof process === "object" ? process.pid : 0
+    this.instanceId = deps.options.instanceId ??
+      `${Math.random().toString(36).slice(2, 10)}${(instanceCounter++).toString(36)}-${pid}`
+    this.connPrefix = Math.random().toString(36).slice(2, 8)
+    this.snowflake = new Snowflake(instanceBits(this.instanceId), this.now)
+    const keepAliveEvent = deps.options.keepAliveEvent
+    this.hub = new Hub({
+      onDisconnect: (conn) => this.emit("disconnect", { userId: conn.userId, connId: conn.id }),
+      onBackpressureDisconnect: (error) => this.report(error),
+      onDrop: (conn, policy, frames) => {
+        if (this.listeners.size > 0) this.emit("drop", { connId: conn.id, userId: conn.userId, policy, frames })
+      },
+      backpressureError: (conn) =>
+        new BackpressureDisconnect({
+          connId: conn.id,
+          userId: conn.userId,
+          queueItems: conn.count,
+          queueBytes: conn.bytes
+        }),
+      every: deps.every,
+      now: this.now,
+      ping: keepAliveEvent === undefined
+        ? Frame.ping
+        : (now) => {
+          const ping = Frame.ping(now)
+          const named = Frame.message(String(now), { event: keepAliveEvent })
+          return Buffer.concat([ping, named])
+        }
+    })
+  }
+
+  // ---------------------------------------------------------------------------
+  // events
+  // ---------------------------------------------------------------------------
+
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  emit<K extends EventName>(type: K, payload: SseKifyEventMap[K]): void {
+    if (this.listeners.size === 0) return
+    const event = { type, payload } as SseKifyEvent
+    for (const listener of this.listeners) {
+      try {
+        listener(event)
+      } catch {
+        // a listener's failure is not the sender's
+      }
+    }
+  }
+
+  /** Counts an error and emits it as an `'error'` event. */
+  report(error: SseKifyError | Error): void {
+    this.counters.errorCount++
+    this.emit("error", error)
+  }
+
+  // ---------------------------------------------------------------------------
+  // connections
+  // ---------------------------------------------------------------------------
+
+  /**
+   * Registers an SSE connection on a Node response. Invalid input or a stopped
+   * instance answer the response (400 / 503) and return the error; the caller gets
+   * an inert handle.
+   */
+  register(
+    userId: unknown,
+    res: NodeResponse,
+    options: RegisterOptions | undefined
+  ): Either.Either<ConnectionHandle, InvalidInput | ShuttingDown> {
+    if (!isResponse(res)) {
+      return Either.left(new InvalidInput({ field: "res", reason: `must be a writable http.ServerResponse, got ${describe(res)}` }))
+    }
+    if (!this.accepting) {
+      refuse(res, 503, "Server is shutting down", true)
+      return Either.left(new ShuttingDown({ operation: "registerConnection" }))
+    }
+    if (res.writableEnded === true || res.destroyed === true) {
+      return Either.left(new InvalidInput({ field: "res", reason: "is already ended" }))
+    }
+    if (!isNonEmptyString(userId)) {
+      refuse(res, 400, "userId required", false)
+      return Either.left(new InvalidInput({ field: "userId", reason: `must be a non-empty string, got ${describe(userId)}` }))
+    }
+    let resolved
+    try {
+      resolved = resolveConnection(options, this.options)
+    } catch (e) {
+      refuse(res, 400, "invalid SSE connection options", false)
+      return Either.left(e as InvalidInput)
+    }
+    const rooms = options?.rooms
+    if (rooms !== undefined && rooms !== null) {
+      if (!Array.isArray(rooms)) {
+        refuse(res, 400, "invalid SSE connection options", false)
+        return Either.left(new InvalidInput({ field: "options.rooms", reason: `must be an array of strings, got ${describe(rooms)}` }))
+      }
+      for (const room of rooms) {
+        if (!isNonEmptyString(room)) {
+          refuse(res, 400, "invalid SSE connection options", false)
+          return Either.left(new InvalidInput({ field: "options.rooms", reason: `room names must be non-empty strings, got ${describe(room)}` }))
+        }
+      }
+    }
+
+    if (!res.headersSent) {
+      try {
+        res.statusCode = 200
+        for (const [name, value] of SSE_HEADERS) res.setHeader(name, value)
+        const extra = options?.headers
+        if (extra !== undefined && extra !== null) {
+          for (const name of Object.keys(extra)) res.setHeader(name, extra[name]!)
+        }
+      } catch {
+        // headers already sent by someone else: tolerated
+      }
+    }
+    try {
+      res.write(this.retryFrame(resolved.retryMs))
+    } catch {
+      return Either.left(new InvalidInput({ field: "res", reason: "is not writable" }))
+    }
+
+    const connId = this.connPrefix + (++this.connCounter).toString(36)
+    const conn = new Conn(
+      connId,
+      userId,
+      res,
+      resolved.maxItems,
+      resolved.maxBytes,
+      resolved.policy,
+      resolved.keepAliveMs,
+      res.writableHighWaterMark ?? 16_384,
+      this.now()
+    )
+    const hub = this.hub
+    hub.add(conn)
+    if (rooms) for (const room of rooms) hub.join(conn, room)
+
+    const lastEventId = options?.lastEventId ?? lastEventIdOf(res)
+    if (lastEventId !== undefined) this.replayTo(conn, lastEventId)
+
+    if (!conn.closed) this.emit("connect", { userId, connId })
+    return Either.right({
+      connId,
+      close: () => hub.remove(conn, true),
+      join: (room: string) => isNonEmptyString(room) ? hub.join(conn, room) : false,
+      leave: (room: string) => isNonEmptyString(room) ? hub.leave(conn, room) : false
+    })
+  }
+
+  static readonly inert = inert
+
+  private retryFrame(ms: number): Uint8Array {
+    let frame = this.retryFrames.get(ms)
+    if (frame === undefined) {
+      frame = Frame.retry(ms)
+      if (this.retryFrames.size < 64) this.retryFrames.set(ms, frame)
+    }
+    return frame
+  }
+
+  /** Writes what `conn` missed after `lastEventId`, before any live frame. */
+  private replayTo(conn: Conn, lastEventId: string): void {
+    if (lastEventId.length > this.options.maxLastEventIdLength) {
+      this.report(new LastEventIdTooLong({ length: lastEventId.length, limit: this.options.maxLastEventIdLength }))
+      return
+    }
+    if (!this.replay.enabled || lastEventId.length === 0) return
+    const gapEvent = this.options.replayGapEvent
+    const apply = (lookup: Lookup) => {
+      if (lookup._tag === "Found") {
+        this.counters.replayed += lookup.frames.length
+        if (conn.held === undefined) {
+          for (const frame of lookup.frames) this.hub.push(conn, frame)
+        } else {
+          // Live frames held during an asynchronous lookup may also be in the replay:
+          // the same message encodes to the same bytes on every instance.
+          const replayed = lookup.frames
+          this.hub.release(conn, replayed, (frame) => replayed.some((r) => sameBytes(r, frame)))
+        }
+        return
+      }
+      this.counters.replayMisses++
+      const first: Array<Uint8Array> = []
+      if (gapEvent !== undefined) {
+        first.push(Frame.message(JSON.stringify({ lastEventId, reason: lookup.reason }), { event: gapEvent }))
+      }
+      if (conn.held === undefined) for (const frame of first) this.hub.push(conn, frame)
+      else this.hub.release(conn, first)
+    }
+    const sync = this.replay.lookupSync
+    if (sync !== undefined) {
+      apply(sync(conn.userId, lastEventId))
+      return
+    }
+    this.hub.hold(conn)
+    this.fork(
+      this.replay.lookup(conn.userId, lastEventId).pipe(
+        Effect.matchEffect({
+          onFailure: (error) =>
+            Effect.sync(() => {
+              this.report(error)
+              this.hub.release(conn, [])
+            }),
+          onSuccess: (lookup) => Effect.sync(() => apply(lookup))
+        })
+      )
+    )
+  }
+
+  close(userId?: unknown): void {
+    if (userId === undefined || userId === null || userId === "") {
+      for (const conn of Array.from(this.hub.conns.values())) this.hub.remove(conn, true)
+      return
+    }
+    if (typeof userId !== "string") return
+    for (const conn of Array.from(this.hub.connectionsOf(userId))) this.hub.remove(conn, true)
+  }
+
+  // ---------------------------------------------------------------------------
+  // sending
+  // ---------------------------------------------------------------------------
+
+  /** Auto fields, then the per-key seq (local or global), then the frame id. */
+  private prepareData(data: unknown): { data: unknown; seqKey: string | undefined; seqValue: unknown; final: boolean } | RequestIdRequired {
+    const o = this.options
+    if (!isPlainObject(data)) return { data, seqKey: undefined, seqValue: undefined, final: false }
+    let out: Record<string, unknown> | undefined
+    const set = (key: string, value: unknown) => {
+      if (out === undefined) out = { ...data }
+      out[key] = value
+    }
+    if (o.timestamp !== false && data.timestamp == null) {
+      set("timestamp", o.timestamp === "epochMs" ? this.now() : new Date(this.now()).toISOString())
+    }
+    const r = o.requestId
+    if (r.mode !== "off" && data[r.fieldName] == null) {
+      if (r.mode === "require") return new RequestIdRequired({ fieldName: r.fieldName })
+      set(r.fieldName, r.getter!())
+    }
+    const t = o.traceId
+    if (t.mode === "ifMissing" && data[t.fieldName] == null) set(t.fieldName, t.getter!())
+    const current: Record<string, unknown> = out ?? data
+    let seqKey: string | undefined
+    let final = false
+    if (o.enableSeq && current[o.seqField] == null) {
+      try {
+        seqKey = asKey(o.seqKey(current))
+        if (seqKey !== undefined) final = Boolean(o.seqFinal(current))
+      } catch {
+        seqKey = undefined
+      }
+    }
+    return { data: current, seqKey, seqValue: current[o.seqField], final }
+  }
+
+  private frameId(explicit: string | undefined, data: unknown, seq: unknown): string | undefined {
+    if (explicit !== undefined) return explicit
+    const policy = this.options.frameIdPolicy
+    if (policy === "none") return undefined
+    const n = typeof seq === "number" ? seq : 0
+    if (policy === "timestamp") return `${this.now()}-${this.instanceId}-${n}`
+    if (policy === "snowflake") return this.snowflake.next()
+    try {
+      const id = policy(data, n)
+      return id === undefined || id === null || id === "" ? undefined : String(id)
+    } catch {
+      return undefined
+    }
+  }
+
+  private checkOptions(opts: SendOptions | undefined): { event: string | undefined; id: string | undefined } | InvalidInput {
+    if (opts === undefined || opts === null) return { event: undefined, id: undefined }
+    if (typeof opts !== "object") return new InvalidInput({ field: "opts", reason: `must be an object, got ${describe(opts)}` })
+    const { event, id } = opts as { event?: unknown; id?: unknown }
+    let e: string | undefined
+    if (event !== undefined && event !== null && event !== "") {
+      if (typeof event !== "string") return new InvalidInput({ field: "opts.event", reason: `must be a string, got ${describe(event)}` })
+      e = event
+    }
+    let i: string | undefined
+    if (id !== undefined && id !== null && id !== "") {
+      if (typeof id === "string") i = id
+      else if (typeof id === "number" && Number.isFinite(id)) i = String(id)
+      else return new InvalidInput({ field: "opts.id", reason: `must be a string, got ${describe(id)}` })
+    }
+    return { event: e, id: i }
+  }
+
+  /** Synchronous preparation (local seq): the `sendTo*` path. */
+  private prepareLocal(data: unknown, opts: SendOptions | undefined): Prepared | SendError {
+    const checked = this.checkOptions(opts)
+    if (checked instanceof InvalidInput) return checked
+    const p = this.prepareData(data)
+    if (p instanceof RequestIdRequired) return p
+    let out = p.data
+    let seq = p.seqValue
+    if (p.seqKey !== undefined) {
+      seq = this.sequencer.nextLocal(p.seqKey, p.final)
+      out = { ...(out as Record<string, unknown>), [this.options.seqField]: seq }
+    }
+    return { data: out, event: checked.event, id: this.frameId(checked.id, out, seq) }
+  }
+
+  /** Preparation with the global seq (the `publish*` path). */
+  private prepareGlobal(data: unknown, opts: SendOptions | undefined): Effect.Effect<Prepared, SendError> {
+    const checked = this.checkOptions(opts)
+    if (checked instanceof InvalidInput) return Effect.fail(checked)
+    const p = this.prepareData(data)
+    if (p instanceof RequestIdRequired) return Effect.fail(p)
+    if (p.seqKey === undefined) {
+      return Effect.succeed({ data: p.data, event: checked.event, id: this.frameId(checked.id, p.data, p.seqValue) })
+    }
+    return Effect.map(this.sequencer.next(p.seqKey, p.final), (seq) => {
+      const out = { ...(p.data as Record<string, unknown>), [this.options.seqField]: seq }
+      return { data: out, event: checked.event, id: this.frameId(checked.id, out, seq) }
+    })
+  }
+
+  /** Serializes once and encodes once; the size limit applies to the serialized data. */
+  private encode(data: unknown, event: string | undefined, id: string | undefined): Encoded | SerializeFailed | PayloadTooLarge {
+    let text: unknown
+    try {
+      text = this.options.serializer(data)
+    } catch (cause) {
+      return new SerializeFailed({ cause })
+    }
+    if (typeof text !== "string") {
+      return new SerializeFailed({ cause: new TypeError(`the serializer returned ${describe(text)}, not a string`) })
+    }
+    const limit = this.options.maxPayloadBytes
+    // UTF-8 needs at most 3 bytes per UTF-16 unit: only long strings need measuring.
+    if (limit > 0 && text.length * 3 > limit) {
+      const size = Buffer.byteLength(text, "utf8")
+      if (size > limit) return new PayloadTooLarge({ size, limit })
+    }
+    return { frame: Frame.message(text, { id, event }), text }
+  }
+
+  private failed(error: SendError): number {
+    this.report(error)
+    return 0
+  }
+
+  sendToUser(userId: unknown, data: unknown, opts?: SendOptions): number | SendError {
+    if (!isNonEmptyString(userId)) {
+      return new InvalidInput({ field: "userId", reason: `must be a non-empty string, got ${describe(userId)}` })
+    }
+    const p = this.prepareLocal(data, opts)
+    if (!("data" in p)) return p
+    const e = this.encode(p.data, p.event, p.id)
+    if (!("frame" in e)) return e
+    return this.deliverUser(userId, e.frame, p.id)
+  }
+
+  sendToAll(data: unknown, opts?: SendOptions): number | SendError {
+    const p = this.prepareLocal(data, opts)
+    if (!("data" in p)) return p
+    const e = this.encode(p.data, p.event, p.id)
+    if (!("frame" in e)) return e
+    return this.deliverAll(e.frame, p.id)
+  }
+
+  sendToRoom(room: unknown, data: unknown, opts?: SendOptions): number | SendError {
+    if (!isNonEmptyString(room)) {
+      return new InvalidInput({ field: "room", reason: `must be a non-empty string, got ${describe(room)}` })
+    }
+    const members = this.hub.rooms.get(room)
+    if (members === undefined || members.size === 0) return 0
+    const p = this.prepareLocal(data, opts)
+    if (!("data" in p)) return p
+    const e = this.encode(p.data, p.event, p.id)
+    if (!("frame" in e)) return e
+    return this.deliverRoom(room, e.frame, p.id)
+  }
+
+  /** The facade's form: failures become `'error'` events and a count of 0. */
+  settle(result: number | SendError): number {
+    return typeof result === "number" ? result : this.failed(result)
+  }
+
+  private deliverUser(userId: string, frame: Uint8Array, id: string | undefined): number {
+    const entry = this.hub.users.get(userId)
+    if (entry === undefined) return 0
+    const hub = this.hub
+    let count = 0
+    if (Array.isArray(entry)) {
+      for (let i = 0; i < entry.length; i++) if (hub.push(entry[i]!, frame)) count++
+    } else if (hub.push(entry, frame)) count++
+    if (id !== undefined && this.replay.enabled) this.replay.record(userId, id, frame)
+    this.emit("message-sent", { scope: "user", userId, count })
+    return count
+  }
+
+  private deliverAll(frame: Uint8Array, id: string | undefined): number {
+    const hub = this.hub
+    let count = 0
+    for (const conn of hub.conns.values()) if (hub.push(conn, frame)) count++
+    if (id !== undefined && this.replay.enabled) {
+      for (const userId of hub.users.keys()) this.replay.record(userId, id, frame)
+    }
+    this.emit("message-sent", { scope: "all", count })
+    return count
+  }
+
+  private deliverRoom(room: string, frame: Uint8Array, id: string | undefined): number {
+    const members = this.hub.rooms.get(room)
+    if (members === undefined) return 0
+    const hub = this.hub
+    let count = 0
+    for (const conn of members) if (hub.push(conn, frame)) count++
+    if (id !== undefined && this.replay.enabled) {
+      const stamp = this.replay.stamp()
+      for (const conn of members) this.replay.record(conn.userId, id, frame, stamp)
+    }
+    this.emit("message-sent", { scope: "room", room, count })
+    return count
+  }
+
+  /**
+   * Delivers locally at once, then publishes on the bus. Local delivery happens even
+   * when the bus fails; the bus failure is then the result.
+   */
+  publish(
+    type: Envelope.TargetType,
+    target: string | undefined,
+    data: unknown,
+    opts: SendOptions | undefined
+  ): Effect.Effect<void, SendError | TransportError | ShuttingDown> {
+    return Effect.suspend((): Effect.Effect<void, SendError | TransportError | ShuttingDown> => {
+      if (this.closedForGood) {
+        return Effect.fail(new ShuttingDown({ operation: type === "room" ? "publishToRoom" : "publish" }))
+      }
+      if (type !== "all" && !isNonEmptyString(target)) {
+        return Effect.fail(
+          new InvalidInput({ field: type === "room" ? "room" : "userId", reason: `must be a non-empty string, got ${describe(target)}` })
+        )
+      }
+      return Effect.flatMap(this.prepareGlobal(data, opts), (p): Effect.Effect<void, SendError | TransportError> => {
+        const e = this.encode(p.data, p.event, p.id)
+        if (!("frame" in e)) return Effect.fail(e)
+        if (type === "all") this.deliverAll(e.frame, p.id)
+        else if (type === "user") this.deliverUser(target!, e.frame, p.id)
+        else this.deliverRoom(target!, e.frame, p.id)
+        if (this.transport.kind === "none") return Effect.void
+        let message: string
+        try {
+          message = Envelope.encode(
+            Envelope.make({ type, target, data: p.data, event: p.event, id: p.id, at: this.now(), origin: this.instanceId }),
+            e.text
+          )
+        } catch (cause) {
+          return Effect.fail(new SerializeFailed({ cause }))
+        }
+        this.counters.published++
+        return this.transport.publish(this.options.channel, message)
+      })
+    }).pipe(Effect.tapError((error) => Effect.sync(() => this.report(error))))
+  }
+
+  /** A message from the bus: checked, deduplicated by origin, serialized once. */
+  receive(raw: string): void {
+    const decoded = Envelope.decode(raw)
+    if (Either.isLeft(decoded)) {
+      this.report(decoded.left)
+      return
+    }
+    const env = decoded.right
+    if (env.origin === this.instanceId) return
+    this.counters.received++
+    this.emit("publish", env)
+    const e = this.encode(env.data, env.event, env.id)
+    if (!("frame" in e)) {
+      this.report(e)
+      return
+    }
+    if (env.type === "all") this.deliverAll(e.frame, env.id)
+    else if (env.type === "user") this.deliverUser(env.target!, e.frame, env.id)
+    else if (env.type === "room") {
+      const members = this.hub.rooms.get(env.target!)
+      if (members !== undefined && members.size > 0) this.deliverRoom(env.target!, e.frame, env.id)
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // stats and lifecycle
+  // ---------------------------------------------------------------------------
+
+  stats(): Stats {
+    const m = this.hub.metrics
+    const s = this.sequencer.counters
+    return {
+      connections: this.hub.conns.size,
+      users: this.hub.users.size,
+      rooms: this.hub.rooms.size,
+      sent: m.sent,
+      droppedOldest: m.droppedOldest,
+      droppedNewest: m.droppedNewest,
+      disconnectedByBackpressure: m.disconnectedByBackpressure,
+      queueItemsMax: m.queueItemsMax,
+      queueBytesMax: m.queueBytesMax,
+      errorCount: this.counters.errorCount,
+      seqIncrsLocal: s.seqIncrsLocal,
+      seqIncrsRedis: s.seqIncrsRedis,
+      lastSeqKvFallbackAt: s.lastSeqKvFallbackAt,
+      replayed: this.counters.replayed,
+      replayMisses: this.counters.replayMisses,
+      published: this.counters.published,
+      received: this.counters.received,
+      accepting: this.accepting
+    }
+  }
+
+  userConnectionIds(userId: unknown): Array<string> {
+    if (!isNonEmptyString(userId)) return []
+    return this.hub.connectionsOf(userId).map((conn) => conn.id)
+  }
+
+  userConnectionCount(userId: unknown): number {
+    return isNonEmptyString(userId) ? this.hub.userConnectionCount(userId) : 0
+  }
+
+  allUsersConnectionStats(): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const [userId, entry] of this.hub.users) out[userId] = Array.isArray(entry) ? entry.length : 1
+    return out
+  }
+
+  stopAccepting(): void {
+    this.accepting = false
+  }
+
+  /**
+   * Stop accepting, announce, wait the grace period, close every connection. The
+   * caller then releases the transport and timers (closing the layer's scope).
+   */
+  shutdown(options: ShutdownOptions | undefined): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const announce = options?.announce ?? true
+      const event = options?.event ?? DEFAULTS.shutdownEvent
+      const graceMs = options?.graceMs ?? DEFAULTS.shutdownGraceMs
+      this.shutdownStarted = true
+      this.accepting = false
+      if (announce) this.settle(this.sendToAll({ code: "SHUTDOWN", at: this.now() }, { event }))
+      return Effect.andThen(
+        graceMs > 0 ? Effect.sleep(graceMs) : Effect.void,
+        Effect.sync(() => {
+          this.close()
+          this.hub.stopTickers()
+          this.closedForGood = true
+        })
+      )
+    })
+  }
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
+  a === b || (a.length === b.length && Buffer.compare(a, b) === 0)
+
+/** Whether `res` has what an SSE response needs (write, end, on, setHeader). */
+export const isResponse = (res: unknown): res is NodeResponse =>
+  typeof res === "object" && res !== null &&
+  typeof (res as NodeResponse).write === "function" &&
+  typeof (res as NodeResponse).end === "function" &&
+  typeof (res as NodeResponse).on === "function" &&
+  typeof (res as NodeResponse).setHeader === "function"
+
+/** Answers a request that will not become an SSE connection. */
+const refuse = (res: NodeResponse, status: number, body: string, retryAfter: boolean): void => {
+  try {
+    if (!res.headersSent) {
+      res.statusCode = status
+      if (retryAfter) res.setHeader("Retry-After", "2")
+      res.setHeader("Content-Type", "text/plain; charset=utf-8")
+    }
+    if (res.writableEnded !== true) (res as unknown as { end(body: string): void }).end(body)
+  } catch {
+    // nothing more can be done with this response
+  }
+}
+
+/** `Last-Event-ID` header, else `?lastEventId=` / `?last-event-id=` / `?Last-Event-ID=`. */
+const lastEventIdOf = (res: NodeResponse): string | undefined => {
+  const req = res.req
+  if (req === undefined || req === null) return undefined
+  const header = req.headers?.["last-event-id"]
+  if (typeof header === "string" && header.length > 0) return header
+  const url = req.url
+  if (typeof url !== "string") return undefined
+  const q = url.indexOf("?")
+  if (q < 0) return undefined
+  try {
+    const params = new URLSearchParams(url.slice(q + 1))
+    return params.get("lastEventId") || params.get("last-event-id") || params.get("Last-Event-ID") || undefined
+  } catch {
+    return undefined
+  }
+}

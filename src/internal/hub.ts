@@ -1,0 +1,421 @@
+/**
+ * The in-process registry and the write path.
+ *
+ * Plain, synchronous code on purpose (DESIGN.md, fast path): a connection owns no
+ * fiber, stream, timer or closure. Frames sent to one connection within one tick are
+ * coalesced and leave in one `write()` on `process.nextTick`; when `write()` returns
+ * `false` the frames wait in a bounded per-connection queue (items and bytes) until
+ * `'drain'`, then everything queued leaves in one call.
+ */
+import type { BackpressureDisconnect } from "../Errors.js"
+
+/** What the hub needs of a response: a Node `ServerResponse` satisfies it. */
+export interface SinkResponse {
+  write(chunk: Uint8Array): boolean
+  end(): unknown
+  on(event: "close" | "drain" | "error", listener: (...args: Array<any>) => void): unknown
+  readonly writableEnded?: boolean
+  readonly destroyed?: boolean
+  readonly writableHighWaterMark?: number
+  /** Set by compression middleware; called after a heartbeat. */
+  flush?: () => void
+}
+
+/** Queue overflow policies, as small integers for the hot path. */
+export const enum Policy {
+  Oldest = 0,
+  Newest = 1,
+  Disconnect = 2
+}
+
+export const kConn: unique symbol = Symbol.for("ssekify/Connection")
+
+type WithConn = SinkResponse & { [kConn]?: Conn | undefined }
+
+/** One SSE connection. A data record: the hub holds the logic. */
+export class Conn {
+  /** Rooms this connection is in (allocated on the first join). */
+  rooms: Set<string> | undefined = undefined
+  /** Frames not yet written: this tick's batch, or, while `blocked`, the bounded queue. */
+  frames: Array<Uint8Array | undefined> | undefined = undefined
+  head = 0
+  count = 0
+  bytes = 0
+  /** `write()` returned false: waiting for `'drain'`. */
+  blocked = false
+  /** In the hub's list of connections to flush on the next tick. */
+  dirty = false
+  closed = false
+  /** Frames held back while a replay is being fetched (see `Hub.hold`). */
+  held: Array<Uint8Array> | undefined = undefined
+  /** The hub this connection is registered in. */
+  hub: Hub | undefined = undefined
+
+  constructor(
+    readonly id: string,
+    readonly userId: string,
+    readonly res: SinkResponse,
+    readonly maxItems: number,
+    readonly maxBytes: number,
+    readonly policy: Policy,
+    readonly keepAliveMs: number,
+    readonly highWaterMark: number,
+    readonly createdAt: number
+  ) {}
+}
+
+export interface HubMetrics {
+  sent: number
+  droppedOldest: number
+  droppedNewest: number
+  disconnectedByBackpressure: number
+  queueItemsMax: number
+  queueBytesMax: number
+}
+
+export interface HubHooks {
+  /** A connection was removed (client gone, closed, or disconnected by backpressure). */
+  readonly onDisconnect: (conn: Conn) => void
+  /** A connection overflowed under `dropPolicy: 'disconnect'`. */
+  readonly onBackpressureDisconnect: (error: BackpressureDisconnect) => void
+  /** Frames were dropped from a connection's queue. */
+  readonly onDrop: (conn: Conn, policy: "oldest" | "newest", frames: number) => void
+  /** Builds the error value for a backpressure disconnect (keeps Errors out of the hot path). */
+  readonly backpressureError: (conn: Conn) => BackpressureDisconnect
+  /** Starts a repeating ticker; returns the function that stops it. */
+  readonly every: (ms: number, tick: () => void) => () => void
+  readonly now: () => number
+  readonly ping: (now: number) => Uint8Array
+}
+
+interface Ticker {
+  readonly conns: Set<Conn>
+  readonly stop: () => void
+}
+
+// Shared listeners (no closure per connection): `this` is the response.
+function onResponseClose(this: WithConn): void {
+  const conn = this[kConn]
+  if (conn !== undefined) conn.hub?.remove(conn, false)
+}
+
+function onResponseDrain(this: WithConn): void {
+  const conn = this[kConn]
+  if (conn !== undefined) conn.hub?.drain(conn)
+}
+
+export class Hub {
+  readonly conns = new Map<string, Conn>()
+  /** user id → its connections (one connection is stored as itself, more as an array). */
+  readonly users = new Map<string, Conn | Array<Conn>>()
+  readonly rooms = new Map<string, Set<Conn>>()
+  readonly metrics: HubMetrics = {
+    sent: 0,
+    droppedOldest: 0,
+    droppedNewest: 0,
+    disconnectedByBackpressure: 0,
+    queueItemsMax: 0,
+    queueBytesMax: 0
+  }
+  private dirty: Array<Conn> = []
+  private flushScheduled = false
+  private readonly tickers = new Map<number, Ticker>()
+  private readonly flushAll = () => this.flushDirty()
+
+  constructor(private readonly hooks: HubHooks) {}
+
+  get connectionCount(): number {
+    return this.conns.size
+  }
+
+  // ---------------------------------------------------------------------------
+  // registry
+  // ---------------------------------------------------------------------------
+
+  add(conn: Conn): void {
+    conn.hub = this
+    this.conns.set(conn.id, conn)
+    const existing = this.users.get(conn.userId)
+    if (existing === undefined) this.users.set(conn.userId, conn)
+    else if (Array.isArray(existing)) existing.push(conn)
+    else this.users.set(conn.userId, [existing, conn])
+    const res = conn.res as WithConn
+    res[kConn] = conn
+    res.on("close", onResponseClose)
+    res.on("error", onResponseClose)
+    res.on("drain", onResponseDrain)
+    if (conn.keepAliveMs > 0) this.addToTicker(conn)
+  }
+
+  /** Connections of a user, as a list (empty when none). */
+  connectionsOf(userId: string): ReadonlyArray<Conn> {
+    const entry = this.users.get(userId)
+    if (entry === undefined) return []
+    return Array.isArray(entry) ? entry : [entry]
+  }
+
+  userConnectionCount(userId: string): number {
+    const entry = this.users.get(userId)
+    if (entry === undefined) return 0
+    return Array.isArray(entry) ? entry.length : 1
+  }
+
+  join(conn: Conn, room: string): boolean {
+    if (conn.closed) return false
+    let members = this.rooms.get(room)
+    if (members === undefined) this.rooms.set(room, members = new Set())
+    members.add(conn)
+    if (conn.rooms === undefined) conn.rooms = new Set()
+    conn.rooms.add(room)
+    return true
+  }
+
+  leave(conn: Conn, room: string): boolean {
+    if (conn.closed) return false
+    const members = this.rooms.get(room)
+    if (members !== undefined) {
+      members.delete(conn)
+      if (members.size === 0) this.rooms.delete(room)
+    }
+    conn.rooms?.delete(room)
+    return true
+  }
+
+  /**
+   * Removes a connection everywhere and ends its response. With `flush`, frames of
+   * this tick that were not written yet leave first (a server-side close right after
+   * a send still delivers the send).
+   */
+  remove(conn: Conn, flush: boolean): void {
+    if (conn.closed) return
+    if (flush && !conn.blocked && conn.count > 0) this.flush(conn)
+    conn.closed = true
+    conn.frames = undefined
+    conn.held = undefined
+    conn.count = 0
+    conn.bytes = 0
+    this.conns.delete(conn.id)
+    const entry = this.users.get(conn.userId)
+    if (entry === conn) this.users.delete(conn.userId)
+    else if (Array.isArray(entry)) {
+      const i = entry.indexOf(conn)
+      if (i >= 0) entry.splice(i, 1)
+      if (entry.length === 1) this.users.set(conn.userId, entry[0]!)
+      else if (entry.length === 0) this.users.delete(conn.userId)
+    }
+    if (conn.rooms !== undefined) {
+      for (const room of conn.rooms) {
+        const members = this.rooms.get(room)
+        if (members !== undefined) {
+          members.delete(conn)
+          if (members.size === 0) this.rooms.delete(room)
+        }
+      }
+    }
+    if (conn.keepAliveMs > 0) this.removeFromTicker(conn)
+    const res = conn.res as WithConn
+    try {
+      if (res.writableEnded !== true) res.end()
+    } catch {
+      // the socket may already be gone
+    }
+    this.hooks.onDisconnect(conn)
+  }
+
+  // ---------------------------------------------------------------------------
+  // write path
+  // ---------------------------------------------------------------------------
+
+  /**
+   * Hands one frame to a connection. Returns whether the connection took it (false:
+   * closed, dropped as newest, or disconnected by backpressure).
+   */
+  push(conn: Conn, frame: Uint8Array): boolean {
+    if (conn.closed) return false
+    if (conn.held !== undefined) {
+      conn.held.push(frame)
+      return true
+    }
+    if (conn.blocked) return this.enqueue(conn, frame)
+    let frames = conn.frames
+    if (frames === undefined) conn.frames = frames = []
+    frames.push(frame)
+    conn.count++
+    conn.bytes += frame.length
+    if (!conn.dirty) {
+      conn.dirty = true
+      this.dirty.push(conn)
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        process.nextTick(this.flushAll)
+      }
+    }
+    // Past the high-water mark `write()` would have returned false: write now, so
+    // backpressure starts where it would have without coalescing.
+    if (conn.bytes >= conn.highWaterMark) this.flush(conn)
+    return true
+  }
+
+  /** While blocked: the bounded queue and its policy. */
+  private enqueue(conn: Conn, frame: Uint8Array): boolean {
+    const size = frame.length
+    if (conn.count >= conn.maxItems || conn.bytes + size > conn.maxBytes) {
+      if (conn.policy === Policy.Disconnect) {
+        this.metrics.disconnectedByBackpressure++
+        const error = this.hooks.backpressureError(conn)
+        this.remove(conn, false)
+        this.hooks.onBackpressureDisconnect(error)
+        return false
+      }
+      if (conn.policy === Policy.Newest) {
+        this.metrics.droppedNewest++
+        this.hooks.onDrop(conn, "newest", 1)
+        return false
+      }
+      const frames = conn.frames!
+      let dropped = 0
+      while (conn.count > 0 && (conn.count >= conn.maxItems || conn.bytes + size > conn.maxBytes)) {
+        const old = frames[conn.head]!
+        frames[conn.head] = undefined
+        conn.head++
+        conn.count--
+        conn.bytes -= old.length
+        dropped++
+      }
+      if (conn.count === 0) {
+        frames.length = 0
+        conn.head = 0
+      }
+      this.metrics.droppedOldest += dropped
+      this.hooks.onDrop(conn, "oldest", dropped)
+    }
+    let frames = conn.frames
+    if (frames === undefined) conn.frames = frames = []
+    frames.push(frame)
+    conn.count++
+    conn.bytes += size
+    if (conn.count > this.metrics.queueItemsMax) this.metrics.queueItemsMax = conn.count
+    if (conn.bytes > this.metrics.queueBytesMax) this.metrics.queueBytesMax = conn.bytes
+    return true
+  }
+
+  /** Writes everything pending on `conn` in one call. */
+  flush(conn: Conn): void {
+    const count = conn.count
+    if (count === 0 || conn.closed) return
+    const frames = conn.frames!
+    let chunk: Uint8Array
+    if (count === 1) chunk = frames[conn.head]!
+    else {
+      const list = conn.head === 0 ? frames as Array<Uint8Array> : frames.slice(conn.head) as Array<Uint8Array>
+      chunk = Buffer.concat(list, conn.bytes)
+    }
+    frames.length = 0
+    conn.head = 0
+    conn.count = 0
+    conn.bytes = 0
+    this.metrics.sent += count
+    let ok: boolean
+    try {
+      ok = conn.res.write(chunk)
+    } catch {
+      this.remove(conn, false)
+      return
+    }
+    if (ok === false) conn.blocked = true
+  }
+
+  /** `'drain'`: write what queued meanwhile, in one call. */
+  drain(conn: Conn): void {
+    if (conn.closed) return
+    conn.blocked = false
+    if (conn.count > 0) this.flush(conn)
+  }
+
+  private flushDirty(): void {
+    this.flushScheduled = false
+    const list = this.dirty
+    this.dirty = []
+    for (let i = 0; i < list.length; i++) {
+      const conn = list[i]!
+      conn.dirty = false
+      if (!conn.blocked) this.flush(conn)
+    }
+  }
+
+  /**
+   * Holds live frames for `conn` (kept in order, unbounded only for the short time a
+   * replay is being fetched) until `release` writes `first` and then what was held,
+   * skipping held frames `skip` says were already in `first`.
+   */
+  hold(conn: Conn): void {
+    if (!conn.closed && conn.held === undefined) conn.held = []
+  }
+
+  release(conn: Conn, first: ReadonlyArray<Uint8Array>, skip?: (frame: Uint8Array) => boolean): void {
+    const held = conn.held
+    conn.held = undefined
+    if (conn.closed) return
+    for (let i = 0; i < first.length; i++) this.push(conn, first[i]!)
+    if (held === undefined) return
+    for (let i = 0; i < held.length; i++) {
+      const frame = held[i]!
+      if (skip === undefined || !skip(frame)) this.push(conn, frame)
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // heartbeats: one ticker per distinct interval
+  // ---------------------------------------------------------------------------
+
+  private addToTicker(conn: Conn): void {
+    const ms = conn.keepAliveMs
+    let ticker = this.tickers.get(ms)
+    if (ticker === undefined) {
+      const conns = new Set<Conn>()
+      const stop = this.hooks.every(ms, () => this.beat(conns))
+      this.tickers.set(ms, ticker = { conns, stop })
+    }
+    ticker.conns.add(conn)
+  }
+
+  private removeFromTicker(conn: Conn): void {
+    const ms = conn.keepAliveMs
+    const ticker = this.tickers.get(ms)
+    if (ticker === undefined) return
+    ticker.conns.delete(conn)
+    if (ticker.conns.size === 0) {
+      this.tickers.delete(ms)
+      ticker.stop()
+    }
+  }
+
+  private beat(conns: Set<Conn>): void {
+    if (conns.size === 0) return
+    const ping = this.hooks.ping(this.hooks.now())
+    for (const conn of conns) {
+      // A connection with frames pending or waiting for 'drain' is not idle.
+      if (conn.blocked || conn.count > 0 || conn.closed) continue
+      let ok: boolean
+      try {
+        ok = conn.res.write(ping)
+        conn.res.flush?.()
+      } catch {
+        this.remove(conn, false)
+        continue
+      }
+      if (ok === false) conn.blocked = true
+    }
+  }
+
+  /** Number of distinct heartbeat tickers running (for tests and stats). */
+  get tickerCount(): number {
+    return this.tickers.size
+  }
+
+  /** Stops every ticker (connections stay). */
+  stopTickers(): void {
+    for (const ticker of this.tickers.values()) ticker.stop()
+    this.tickers.clear()
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * Validation and defaults of the options. Bad options are an `InvalidInput` naming the
+ * option, never a silent default.
+ */
+import type { DropPolicy, RegisterOptions } from "../Connection.js"
+import { InvalidInput } from "../Errors.js"
+import type { AutoFieldsOptions, FrameIdPolicy, Options, SeqOptions } from "../SseKify.js"
+import type { RedisKvLike } from "../Transport.js"
+import { Policy } from "./hub.js"
+
+export const DEFAULTS = {
+  channel: "ssekify:bus",
+  keepAliveMs: 15_000,
+  retryMs: 2_000,
+  recentBufferSize: 20,
+  maxPayloadBytes: 1024 * 1024,
+  recentTTLMs: 30 * 60 * 1000,
+  recentMaxUsers: 10_000,
+  maxLastEventIdLength: 1024,
+  maxQueueItems: 100,
+  maxQueueBytes: 256 * 1024,
+  seqKeyPrefix: "ssekify:seq:",
+  seqTTLSeconds: 86_400,
+  seqMaxKeys: 100_000,
+  shutdownEvent: "server:shutdown",
+  shutdownGraceMs: 5_000
+} as const
+
+type Data = Readonly<Record<string, unknown>>
+
+export interface ResolvedAutoField {
+  readonly mode: "off" | "ifMissing" | "require"
+  readonly getter: (() => unknown) | undefined
+  readonly fieldName: string
+}
+
+export interface Resolved {
+  readonly channel: string
+  readonly keepAliveMs: number
+  readonly keepAliveEvent: string | undefined
+  readonly retryMs: number
+  readonly recentBufferSize: number
+  readonly serializer: (data: unknown) => unknown
+  readonly maxPayloadBytes: number
+  readonly recentTTLMs: number
+  readonly recentMaxUsers: number
+  readonly replayGapEvent: string | undefined
+  readonly maxLastEventIdLength: number
+  readonly timestamp: "iso" | "epochMs" | false
+  readonly traceId: ResolvedAutoField
+  readonly requestId: ResolvedAutoField
+  readonly enableSeq: boolean
+  readonly seqField: string
+  readonly seqStartAt: 0 | 1
+  readonly seqKey: (data: Data) => unknown
+  readonly seqFinal: (data: Data) => unknown
+  readonly frameIdPolicy: FrameIdPolicy
+  readonly seqKeyPrefix: string
+  readonly seqTTLSeconds: number
+  readonly seqMaxKeys: number
+  /** `seq.redis`: undefined = inherit from the transport, null = no store. */
+  readonly seqKv: RedisKvLike | null | undefined
+  readonly instanceId: string | undefined
+}
+
+const fail = (field: string, reason: string): never => {
+  throw new InvalidInput({ field, reason })
+}
+
+/** A non-negative finite number, or the default when undefined. */
+export const count = (field: string, value: unknown, fallback: number, min = 0): number => {
+  if (value === undefined) return fallback
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    return fail(field, `must be a finite number, got ${describe(value)}`)
+  }
+  if (value < min) return fail(field, `must be >= ${min}, got ${value}`)
+  return value
+}
+
+const optionalString = (field: string, value: unknown): string | undefined => {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== "string") return fail(field, `must be a string, got ${describe(value)}`)
+  return value.length === 0 ? undefined : value
+}
+
+const fn = <F>(field: string, value: unknown): F | undefined => {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== "function") return fail(field, `must be a function, got ${describe(value)}`)
+  return value as F
+}
+
+export const describe = (value: unknown): string => {
+  if (value === null) return "null"
+  if (Array.isArray(value)) return "an array"
+  if (typeof value === "string") return value.length > 40 ? `'${value.slice(0, 40)}…'` : `'${value}'`
+  if (typeof value === "number" || typeof value === "boolean") return String(value)
+  return typeof value
+}
+
+const defaultSeqKey = (d: Data): unknown => d.requestId || d.streamId
+const defaultFinal = (d: Data): unknown => d.final === true || d.phase === "done" || d.phase === "error"
+
+const autoField = (
+  field: string,
+  value: AutoFieldsOptions["requestId"] | AutoFieldsOptions["traceId"],
+  fallbackName: string,
+  modes: ReadonlyArray<string>
+): ResolvedAutoField => {
+  if (value === undefined || value === null) return { mode: "off", getter: undefined, fieldName: fallbackName }
+  if (typeof value !== "object") return fail(field, `must be an object, got ${describe(value)}`)
+  const mode = value.mode ?? "off"
+  if (!modes.includes(mode)) return fail(`${field}.mode`, `must be one of ${modes.join(", ")}, got ${describe(mode)}`)
+  const getter = fn<() => unknown>(`${field}.getter`, value.getter)
+  if (mode === "ifMissing" && getter === undefined) return fail(`${field}.getter`, "is required with mode 'ifMissing'")
+  return { mode: mode as ResolvedAutoField["mode"], getter, fieldName: optionalString(`${field}.fieldName`, value.fieldName) ?? fallbackName }
+}
+
+export const resolve = (options: Options | undefined): Resolved => {
+  const o: Options = options ?? {}
+  if (typeof o !== "object") fail("options", `must be an object, got ${describe(o)}`)
+  const af: AutoFieldsOptions = o.autoFields ?? {}
+  const timestamp = af.timestamp === undefined ? "iso" : af.timestamp
+  if (timestamp !== "iso" && timestamp !== "epochMs" && timestamp !== false) {
+    fail("autoFields.timestamp", `must be 'iso', 'epochMs' or false, got ${describe(timestamp)}`)
+  }
+  const seq: SeqOptions = o.seq ?? {}
+  const startAt = seq.startAt ?? 0
+  if (startAt !== 0 && startAt !== 1) fail("seq.startAt", `must be 0 or 1, got ${describe(startAt)}`)
+  const policy = seq.frameIdPolicy ?? "none"
+  if (typeof policy !== "function" && policy !== "none" && policy !== "timestamp" && policy !== "snowflake") {
+    fail("seq.frameIdPolicy", `must be 'none', 'timestamp', 'snowflake' or a function, got ${describe(policy)}`)
+  }
+  const serializer = fn<(data: unknown) => unknown>("serializer", o.serializer) ?? JSON.stringify
+  return {
+    channel: optionalString("channel", o.channel) ?? DEFAULTS.channel,
+    keepAliveMs: count("keepAliveMs", o.keepAliveMs, DEFAULTS.keepAliveMs),
+    keepAliveEvent: optionalString("keepAliveEvent", o.keepAliveEvent),
+    retryMs: count("retryMs", o.retryMs, DEFAULTS.retryMs),
+    recentBufferSize: Math.floor(count("recentBufferSize", o.recentBufferSize, DEFAULTS.recentBufferSize)),
+    serializer,
+    maxPayloadBytes: count("maxPayloadBytes", o.maxPayloadBytes, DEFAULTS.maxPayloadBytes),
+    recentTTLMs: count("recentTTLMs", o.recentTTLMs, DEFAULTS.recentTTLMs),
+    recentMaxUsers: Math.floor(count("recentMaxUsers", o.recentMaxUsers, DEFAULTS.recentMaxUsers)),
+    replayGapEvent: optionalString("replayGapEvent", o.replayGapEvent),
+    maxLastEventIdLength: count("maxLastEventIdLength", o.maxLastEventIdLength, DEFAULTS.maxLastEventIdLength, 1),
+    timestamp,
+    traceId: autoField("autoFields.traceId", af.traceId, "traceId", ["off", "ifMissing"]),
+    requestId: autoField("autoFields.requestId", af.requestId, "requestId", ["off", "ifMissing", "require"]),
+    enableSeq: o.enableSeq === undefined ? true : Boolean(o.enableSeq),
+    seqField: optionalString("seq.fieldName", seq.fieldName) ?? "seq",
+    seqStartAt: startAt,
+    seqKey: fn<(d: Data) => unknown>("seq.keyExtractor", seq.keyExtractor) ?? defaultSeqKey,
+    seqFinal: fn<(d: Data) => unknown>("seq.finalPredicate", seq.finalPredicate) ?? defaultFinal,
+    frameIdPolicy: policy,
+    seqKeyPrefix: optionalString("seq.redisKeyPrefix", seq.redisKeyPrefix) ?? DEFAULTS.seqKeyPrefix,
+    seqTTLSeconds: count("seq.redisTTLSeconds", seq.redisTTLSeconds, DEFAULTS.seqTTLSeconds),
+    seqMaxKeys: Math.floor(count("seq.maxKeys", seq.maxKeys, DEFAULTS.seqMaxKeys, 1)),
+    seqKv: seqKvOf(seq),
+    instanceId: optionalString("instanceId", o.instanceId)
+  }
+}
+
+const seqKvOf = (seq: SeqOptions): RedisKvLike | null | undefined => {
+  if (!Object.prototype.hasOwnProperty.call(seq, "redis")) return undefined
+  const kv = seq.redis
+  if (kv === undefined || kv === null) return null
+  if (typeof kv !== "object" || typeof kv.incr !== "function") {
+    return fail("seq.redis", `must be a client with incr() (and expire()), got ${describe(kv)}`)
+  }
+  return kv
+}
+
+export interface ResolvedConnection {
+  readonly keepAliveMs: number
+  readonly retryMs: number
+  readonly maxItems: number
+  readonly maxBytes: number
+  readonly policy: Policy
+}
+
+const POLICIES: Record<DropPolicy, Policy> = {
+  oldest: Policy.Oldest,
+  newest: Policy.Newest,
+  disconnect: Policy.Disconnect
+}
+
+export const resolveConnection = (options: RegisterOptions | undefined, base: Resolved): ResolvedConnection => {
+  const o = options ?? {}
+  if (typeof o !== "object") fail("options", `must be an object, got ${describe(o)}`)
+  const policyName = o.dropPolicy ?? "oldest"
+  const policy = POLICIES[policyName as DropPolicy]
+  if (policy === undefined || !Object.prototype.hasOwnProperty.call(POLICIES, policyName)) {
+    fail("options.dropPolicy", `must be 'oldest', 'newest' or 'disconnect', got ${describe(policyName)}`)
+  }
+  return {
+    keepAliveMs: count("options.keepAliveMs", o.keepAliveMs, base.keepAliveMs),
+    retryMs: count("options.retryMs", o.retryMs, base.retryMs),
+    maxItems: count("options.maxQueueItems", o.maxQueueItems, DEFAULTS.maxQueueItems),
+    maxBytes: count("options.maxQueueBytes", o.maxQueueBytes, DEFAULTS.maxQueueBytes),
+    policy: policy!
+  }
+}

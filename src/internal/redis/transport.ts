@@ -1,0 +1,190 @@
+/**
+ * The `Transport` service over three ioredis connections.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { TransportError } from "../../Errors.js"
+import type { Handlers, Kv, TransportService } from "../../Transport.js"
+import { type Connections, publishOrdered, ReadyGate } from "./clients.js"
+import * as Errors from "./errors.js"
+import * as Scripts from "./scripts.js"
+
+/** Timing of the transport, in milliseconds. */
+export interface Timing {
+  /** How long publish / KV wait for a (re)connecting connection before failing. */
+  readonly offlineTimeoutMs: number
+  /** How long `subscribe` waits for Redis to confirm the subscription. */
+  readonly subscribeTimeoutMs: number
+}
+
+/** What {@link make} returns: the service, and `release` to detach it from the connections. */
+export interface Built {
+  readonly service: TransportService
+  /** Removes every listener the transport put on the connections (does not close them). */
+  readonly release: () => void
+}
+
+interface Entry {
+  readonly handlers: Handlers
+}
+
+/**
+ * Builds the transport on `connections`. The subscriber's connection errors go to the
+ * `onError` of every current subscription, deduplicated per outage (see `errors.ts`).
+ */
+export const make = (connections: Connections, timing: Timing): Built => {
+  const { kv: kvClient, publisher, subscriber } = connections
+  const pubGate = new ReadyGate(publisher, "pub")
+  const kvGate = new ReadyGate(kvClient, "kv")
+  const channels = new Map<string, Set<Entry>>()
+  /** The pending or done SUBSCRIBE of each channel with subscribers. */
+  const subscribed = new Map<string, Promise<unknown>>()
+
+  const reportAll = (error: TransportError) => {
+    for (const set of channels.values()) {
+      for (const entry of set) {
+        try {
+          entry.handlers.onError(error)
+        } catch {
+          // a failing error handler must not break the connection's event loop
+        }
+      }
+    }
+  }
+
+  const onMessage = (channel: string, message: string) => {
+    const set = channels.get(channel)
+    if (set === undefined) return
+    for (const entry of set) {
+      try {
+        entry.handlers.onMessage(message)
+      } catch (cause) {
+        try {
+          entry.handlers.onError(new TransportError({ operation: "onMessage", cause }))
+        } catch {
+          // as above
+        }
+      }
+    }
+  }
+  const ignore = () => {}
+
+  const unwatch = Errors.watch([[subscriber, "sub"]], (error) =>
+    reportAll(new TransportError({ operation: "subscriber", cause: error })))
+  subscriber.on("message", onMessage)
+  // Errors of the publisher and KV connections surface as failed commands; a listener
+  // keeps ioredis from printing them as unhandled.
+  publisher.on("error", ignore)
+  kvClient.on("error", ignore)
+
+  const subscribeChannel = (channel: string): Promise<unknown> => {
+    let pending = subscribed.get(channel)
+    if (pending === undefined) {
+      pending = subscriber.subscribe(channel)
+      // the rejection is observed by the callers; this keeps it from being unhandled
+      pending.catch(ignore)
+      subscribed.set(channel, pending)
+    }
+    return pending
+  }
+
+  const unsubscribeChannel = (channel: string) => {
+    subscribed.delete(channel)
+    if (subscriber.status === "end") return
+    subscriber.unsubscribe(channel).catch(ignore)
+  }
+
+  const waitSubscribed = (channel: string, handlers: Handlers): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        handlers.onError(
+          new TransportError({
+            operation: "subscribe",
+            cause: new Error(
+              `Redis did not confirm SUBSCRIBE ${channel} within ${timing.subscribeTimeoutMs} ms (status: ${subscriber.status}); it completes when the connection is back`
+            )
+          })
+        )
+        resolve()
+      }, timing.subscribeTimeoutMs)
+      subscribeChannel(channel).then(
+        () => {
+          clearTimeout(timer)
+          resolve()
+        },
+        (cause) => {
+          clearTimeout(timer)
+          handlers.onError(new TransportError({ operation: "subscribe", cause: Errors.sanitize(cause) }))
+          resolve()
+        }
+      )
+    })
+
+  let released = false
+  const closedError = () => Promise.reject(new Error("the Redis transport is closed"))
+
+  const publish = (channel: string, message: string): Effect.Effect<void, TransportError> =>
+    Effect.tryPromise({
+      try: () => released ? closedError() : pubGate.run(timing.offlineTimeoutMs, () => publishOrdered(publisher, channel, message)),
+      catch: (cause) => new TransportError({ operation: "publish", cause: Errors.sanitize(cause) })
+    }).pipe(Effect.asVoid)
+
+  const subscribe = (channel: string, handlers: Handlers): Effect.Effect<void, never, Scope.Scope> =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const entry: Entry = { handlers }
+        let set = channels.get(channel)
+        if (set === undefined) channels.set(channel, set = new Set())
+        set.add(entry)
+        subscribeChannel(channel)
+        return entry
+      }),
+      (entry) =>
+        Effect.sync(() => {
+          const set = channels.get(channel)
+          if (set === undefined) return
+          set.delete(entry)
+          if (set.size === 0) {
+            channels.delete(channel)
+            unsubscribeChannel(channel)
+          }
+        })
+    ).pipe(Effect.zipRight(Effect.promise(() => waitSubscribed(channel, handlers))))
+
+  const scripts = Scripts.install(kvClient)
+  const kv: Kv = {
+    incrExpire: (key, ttlSeconds) =>
+      Effect.tryPromise({
+        try: () => released ? closedError() : kvGate.run(timing.offlineTimeoutMs, () => scripts.incrExpire(key, ttlSeconds)),
+        catch: (cause) => new TransportError({ operation: "incrExpire", cause: Errors.sanitize(cause) })
+      }),
+    expire: (key, ttlSeconds) =>
+      Effect.tryPromise({
+        try: () => released ? closedError() : kvGate.run(timing.offlineTimeoutMs, () => kvClient.expire(key, Scripts.seconds(ttlSeconds))),
+        catch: (cause) => new TransportError({ operation: "expire", cause: Errors.sanitize(cause) })
+      }).pipe(Effect.asVoid)
+  }
+
+  const service: TransportService = {
+    kind: "redis",
+    publish,
+    subscribe,
+    kv: Option.some(kv)
+  }
+
+  const release = () => {
+    released = true
+    unwatch()
+    subscriber.off("message", onMessage)
+    publisher.off("error", ignore)
+    kvClient.off("error", ignore)
+    pubGate.detach()
+    kvGate.detach()
+    channels.clear()
+  }
+
+  return { service, release }
+}

@@ -1,0 +1,166 @@
+/**
+ * The in-memory replay buffer: a ring of the last `size` frames (with an id) per user.
+ *
+ * The map of rings is kept in order of activity (a touched user is moved to the end),
+ * so the least recently active user is the first key: LRU eviction and TTL sweeps are
+ * O(1) per evicted user, never a sort. Frames are references to the one encoded
+ * `Uint8Array` every connection got, not copies.
+ */
+
+import type { Lookup } from "../ReplayBuffer.js"
+
+class Ring {
+  readonly ids: Array<string>
+  readonly frames: Array<Uint8Array>
+  start = 0
+  length = 0
+  /** Frames pushed out of the ring because it was full. */
+  overflowed = false
+  lastActive: number
+  /** Last record call that reached this ring (dedupes room / broadcast deliveries). */
+  stamp = -1
+
+  constructor(readonly capacity: number, now: number) {
+    this.ids = new Array(capacity)
+    this.frames = new Array(capacity)
+    this.lastActive = now
+  }
+
+  push(id: string, frame: Uint8Array): void {
+    const cap = this.capacity
+    if (this.length < cap) {
+      const i = (this.start + this.length) % cap
+      this.ids[i] = id
+      this.frames[i] = frame
+      this.length++
+    } else {
+      this.ids[this.start] = id
+      this.frames[this.start] = frame
+      this.start = (this.start + 1) % cap
+      this.overflowed = true
+    }
+  }
+
+  /** Frames after the last occurrence of `id`, or undefined when `id` is not here. */
+  after(id: string): { frames: Array<Uint8Array>; ids: Array<string> } | undefined {
+    const cap = this.capacity
+    for (let k = this.length - 1; k >= 0; k--) {
+      if (this.ids[(this.start + k) % cap] === id) {
+        const frames: Array<Uint8Array> = []
+        const ids: Array<string> = []
+        for (let j = k + 1; j < this.length; j++) {
+          const i = (this.start + j) % cap
+          frames.push(this.frames[i]!)
+          ids.push(this.ids[i]!)
+        }
+        return { frames, ids }
+      }
+    }
+    return undefined
+  }
+}
+
+export interface MemoryReplayOptions {
+  /** Frames per user; 0 turns replay off. */
+  readonly size: number
+  /** Users inactive this long are dropped by `sweep`; 0 = never. */
+  readonly ttlMs: number
+  /** Users kept at most; the least recently active is evicted first. */
+  readonly maxUsers: number
+}
+
+export class MemoryReplay {
+  private readonly rings = new Map<string, Ring>()
+  /** Why a user's ring went away, for the gap signal (bounded like the rings). */
+  private readonly gone = new Map<string, "expired" | "evicted">()
+  private stamp = 0
+
+  constructor(readonly options: MemoryReplayOptions) {}
+
+  get enabled(): boolean {
+    return this.options.size > 0 && this.options.maxUsers > 0
+  }
+
+  get users(): number {
+    return this.rings.size
+  }
+
+  /** A new stamp for one delivery, so a user reached twice records the frame once. */
+  nextStamp(): number {
+    return ++this.stamp
+  }
+
+  record(userId: string, id: string, frame: Uint8Array, now: number, stamp?: number): void {
+    if (!this.enabled) return
+    let ring = this.rings.get(userId)
+    if (ring === undefined) {
+      ring = new Ring(this.options.size, now)
+      this.gone.delete(userId)
+    } else {
+      if (stamp !== undefined && ring.stamp === stamp) return
+      this.rings.delete(userId)
+    }
+    if (stamp !== undefined) ring.stamp = stamp
+    ring.push(id, frame)
+    ring.lastActive = now
+    this.rings.set(userId, ring)
+    if (this.rings.size > this.options.maxUsers) this.evictOldest()
+  }
+
+  lookup(userId: string, lastEventId: string, now: number): Lookup {
+    const ring = this.rings.get(userId)
+    if (ring === undefined) {
+      return { _tag: "Miss", reason: this.gone.get(userId) ?? "unknown" }
+    }
+    // A reconnect is activity: keep this user's frames.
+    this.rings.delete(userId)
+    ring.lastActive = now
+    this.rings.set(userId, ring)
+    const found = ring.after(lastEventId)
+    if (found === undefined) return { _tag: "Miss", reason: ring.overflowed ? "evicted" : "unknown" }
+    return { _tag: "Found", frames: found.frames, ids: found.ids }
+  }
+
+  clear(userId?: string): void {
+    if (userId === undefined) {
+      this.rings.clear()
+      this.gone.clear()
+    } else {
+      this.rings.delete(userId)
+      this.gone.delete(userId)
+    }
+  }
+
+  /** Drops users inactive for longer than `ttlMs`; returns how many. */
+  sweep(now: number): number {
+    const ttl = this.options.ttlMs
+    if (ttl <= 0) return 0
+    let n = 0
+    for (const [userId, ring] of this.rings) {
+      if (now - ring.lastActive <= ttl) break
+      this.rings.delete(userId)
+      this.remember(userId, "expired")
+      n++
+    }
+    return n
+  }
+
+  private evictOldest(): void {
+    while (this.rings.size > this.options.maxUsers) {
+      const oldest = this.rings.keys().next()
+      if (oldest.done) return
+      this.rings.delete(oldest.value)
+      this.remember(oldest.value, "evicted")
+    }
+  }
+
+  private remember(userId: string, reason: "expired" | "evicted"): void {
+    this.gone.delete(userId)
+    this.gone.set(userId, reason)
+    while (this.gone.size > this.options.maxUsers) {
+      const oldest = this.gone.keys().next()
+      if (oldest.done) return
+      this.gone.delete(oldest.value)
+    }
+  }
+}

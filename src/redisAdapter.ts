@@ -1,0 +1,212 @@
+/**
+ * `createIORedisAdapter`: the ioredis adapter of the original ssekify, for
+ * `new SSEKify({ redis: createIORedisAdapter(url) })`.
+ *
+ * The adapter keeps three ioredis connections (publisher, subscriber, KV) and offers
+ * the `RedisLike` shape (`publish`, `subscribe`, `on('message' | 'error')`, `close`)
+ * plus the KV commands (`incr`, `expire`, `pexpire` and the same under `kv`), so
+ * `seq` is global across instances. `ioredis` is an optional peer dependency, loaded
+ * the first time an adapter is made: without it `createIORedisAdapter` throws an
+ * error that says `npm i ioredis`.
+ *
+ * The adapter also carries its connections under a hidden symbol key: given such an
+ * adapter, `RedisTransport.fromAdapter` / `RedisTransport.layerAdapter` build the full
+ * Redis transport on the same connections (one-round-trip atomic `incrExpire`, bounded
+ * publish, deduplicated error reporting) instead of the generic `RedisLike` transport.
+ *
+ * @since 0.2.0
+ */
+import type { Cluster, Redis, RedisOptions } from "ioredis"
+import * as Clients from "./internal/redis/clients.js"
+import * as Errors from "./internal/redis/errors.js"
+import * as Scripts from "./internal/redis/scripts.js"
+import * as Shared from "./internal/redis/shared.js"
+import type { CommonOptions } from "./RedisTransport.js"
+import { settingsOf, timingOf } from "./RedisTransport.js"
+import type { RedisKvLike, RedisLike } from "./Transport.js"
+
+/**
+ * What `createIORedisAdapter` accepts: a Redis URL, ioredis options (including
+ * `sentinels` + `name` for Sentinel), or an existing ioredis `Redis` / `Cluster`
+ * instance (the adapter duplicates it for its three connections and never closes it).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type IORedisAdapterInput = string | RedisOptions | Redis | Cluster
+
+/**
+ * The tuning of the adapter's connections (the same as `RedisTransport`'s, without
+ * the connection target). Durations in milliseconds or as `Duration` input.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type IORedisAdapterOptions = CommonOptions
+
+/**
+ * The key of the hidden reference from an adapter to its connections (a registered
+ * symbol, `Symbol.for("ssekify/RedisAdapter/connections")`).
+ *
+ * @since 0.2.0
+ * @category symbols
+ */
+export const ConnectionsKey: typeof Shared.ConnectionsKey = Shared.ConnectionsKey
+
+/**
+ * The adapter returned by {@link createIORedisAdapter}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface IORedisAdapter extends RedisLike {
+  /** Publishes on `channel`; resolves with the number of receivers. Rejects within about a second while Redis is away. */
+  publish(channel: string, message: string): Promise<number>
+  /** Subscribes to `channel`; rejects when Redis does not confirm within `subscribeTimeout` (the subscription completes when Redis is back). */
+  subscribe(channel: string): Promise<void>
+  /** Unsubscribes from `channel`. */
+  unsubscribe(channel: string): Promise<void>
+  /** `'message'`: `(channel, message)` for every message of a subscribed channel. */
+  on(event: "message", listener: (channel: string, message: string) => void): this
+  /** `'error'`: connection errors of the three connections, deduplicated per outage. */
+  on(event: "error", listener: (error: unknown) => void): this
+  /** Removes a listener added with `on`. */
+  off(event: "message", listener: (channel: string, message: string) => void): this
+  off(event: "error", listener: (error: unknown) => void): this
+  /** Closes the three connections (`QUIT`, then disconnect). Idempotent. */
+  close(): Promise<void>
+  /** `INCR key`. */
+  incr(key: string): Promise<number>
+  /** `EXPIRE key seconds`. */
+  expire(key: string, seconds: number): Promise<number>
+  /** `PEXPIRE key ms`. */
+  pexpire(key: string, ms: number): Promise<number>
+  /** `INCR` then `EXPIRE` (when `ttlSeconds > 0`) in one atomic round trip. */
+  incrExpire(key: string, ttlSeconds: number): Promise<number>
+  /** The KV commands as one object (the original's `kv` handle). */
+  readonly kv: RedisKvLike & {
+    incr(key: string): Promise<number>
+    expire(key: string, seconds: number): Promise<number>
+    pexpire(key: string, ms: number): Promise<number>
+  }
+  /** The adapter's connections (for `RedisTransport.fromAdapter`). */
+  readonly [Shared.ConnectionsKey]: Shared.AdapterConnections
+}
+
+const isClient = (input: unknown): input is Redis | Cluster =>
+  typeof input === "object" && input !== null &&
+  typeof (input as { duplicate?: unknown }).duplicate === "function" &&
+  typeof (input as { status?: unknown }).status === "string"
+
+const sourceOf = (input: IORedisAdapterInput): Clients.Source => {
+  if (typeof input === "string") return { _tag: "Url", url: input }
+  if (isClient(input)) return { _tag: "Client", client: input }
+  if (typeof input === "object" && input !== null) return { _tag: "Options", options: input }
+  throw new TypeError(`createIORedisAdapter: expected a Redis URL, ioredis options or an ioredis instance, got ${typeof input}`)
+}
+
+/**
+ * Creates an ioredis adapter with separate publisher, subscriber and KV connections.
+ *
+ * ```ts
+ * const sse = new SSEKify({ redis: createIORedisAdapter(process.env.REDIS_URL!) })
+ * createIORedisAdapter({ host: "10.0.0.2", port: 6380, password })
+ * createIORedisAdapter({ sentinels: [{ host: "10.0.0.5", port: 26379 }], name: "mymaster" })
+ * createIORedisAdapter(new Redis.Cluster([{ host: "10.0.0.1", port: 7000 }]))
+ * ```
+ *
+ * Throws when `ioredis` is not installed (`npm i ioredis`). Never throws because Redis
+ * is unreachable: the connections keep reconnecting, `publish` rejects meanwhile.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const createIORedisAdapter = (
+  input: IORedisAdapterInput,
+  options: IORedisAdapterOptions = {}
+): IORedisAdapter => {
+  const settings = settingsOf(options)
+  const timing = timingOf(options)
+  const connections = Clients.openAll(sourceOf(input), settings)
+  const { kv: kvClient, publisher, subscriber } = connections
+  const pubGate = new Clients.ReadyGate(publisher, "pub")
+  const kvGate = new Clients.ReadyGate(kvClient, "kv")
+  const scripts = Scripts.install(kvClient)
+
+  const errorListeners = new Set<(error: unknown) => void>()
+  const reportError = (error: Error) => {
+    for (const listener of Array.from(errorListeners)) listener(error)
+  }
+  const unwatch = Errors.watch([[publisher, "pub"], [subscriber, "sub"], [kvClient, "kv"]], reportError)
+
+  let closing: Promise<void> | undefined
+  const closed = () => Promise.reject(new Error("the ioredis adapter is closed"))
+  const clean = (error: unknown) => Promise.reject(Errors.sanitize(error))
+  const onPub = <A>(f: () => Promise<A>): Promise<A> =>
+    closing !== undefined ? closed() : pubGate.run(timing.offlineTimeoutMs, f).catch(clean)
+  const onKv = <A>(f: () => Promise<A>): Promise<A> =>
+    closing !== undefined ? closed() : kvGate.run(timing.offlineTimeoutMs, f).catch(clean)
+
+  const withTimeout = <A>(what: string, promise: Promise<A>, ms: number): Promise<A> => {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    return Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${what} not confirmed within ${ms} ms (status: ${subscriber.status}); it completes when the connection is back`)),
+          ms
+        )
+      })
+    ]).finally(() => clearTimeout(timer))
+  }
+
+  const kv = {
+    incr: (key: string) => onKv(() => kvClient.incr(key)),
+    expire: (key: string, seconds: number) => onKv(() => kvClient.expire(key, Scripts.seconds(seconds))),
+    pexpire: (key: string, ms: number) => onKv(() => kvClient.pexpire(key, Math.ceil(ms)))
+  }
+
+  const adapter = {
+    publish: (channel: string, message: string) => onPub(() => Clients.publishOrdered(publisher, channel, message)),
+    subscribe: (channel: string) => {
+      if (closing !== undefined) return closed()
+      const pending = subscriber.subscribe(channel)
+      pending.catch(() => {})
+      return withTimeout(`SUBSCRIBE ${channel}`, pending, timing.subscribeTimeoutMs).then(() => undefined, clean)
+    },
+    unsubscribe: (channel: string) =>
+      closing !== undefined
+        ? Promise.resolve()
+        : withTimeout(`UNSUBSCRIBE ${channel}`, subscriber.unsubscribe(channel), timing.subscribeTimeoutMs).then(
+          () => undefined,
+          clean
+        ),
+    on: (event: string, listener: (...args: Array<never>) => void) => {
+      if (event === "message") subscriber.on("message", listener as (channel: string, message: string) => void)
+      else if (event === "error") errorListeners.add(listener as (error: unknown) => void)
+      else throw new TypeError(`createIORedisAdapter: unknown event '${event}' (expected 'message' or 'error')`)
+      return adapter
+    },
+    off: (event: string, listener: (...args: Array<never>) => void) => {
+      if (event === "message") subscriber.off("message", listener as (channel: string, message: string) => void)
+      else if (event === "error") errorListeners.delete(listener as (error: unknown) => void)
+      return adapter
+    },
+    close: () => {
+      if (closing === undefined) {
+        closing = Clients.closeAll(connections).finally(() => {
+          unwatch()
+          pubGate.detach()
+          kvGate.detach()
+          errorListeners.clear()
+        })
+      }
+      return closing
+    },
+    ...kv,
+    incrExpire: (key: string, ttlSeconds: number) => onKv(() => scripts.incrExpire(key, ttlSeconds)),
+    kv,
+    [Shared.ConnectionsKey]: { connections, timing }
+  }
+  return adapter as unknown as IORedisAdapter
+}

@@ -1,0 +1,17 @@
+import { defineConfig } from "tsup"
+
+export default defineConfig({
+  entry: {
+    index: "src/index.ts"
+  },
+  format: ["esm", "cjs"],
+  dts: true,
+  sourcemap: true,
+  clean: true,
+  target: "node20",
+  platform: "node",
+  splitting: true,
+  treeshake: true,
+  shims: true,
+  external: ["effect", "@effect/platform", "@effect/platform-node", "ioredis", "prom-client"]
+})
