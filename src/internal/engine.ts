@@ -25,8 +25,8 @@ import type { Lookup, ReplayBufferService } from "../ReplayBuffer.js"
 import type { SendOptions, ShutdownOptions, SseKifyEvent, SseKifyEventMap, Stats } from "../SseKify.js"
 import type { TransportService } from "../Transport.js"
 import { instanceBits, Snowflake } from "./frameId.js"
-import { Conn, Hub } from "./hub.js"
-import { DEFAULTS, describe, type Resolved, resolveConnection } from "./options.js"
+import { Conn, Hub, type SinkResponse } from "./hub.js"
+import { DEFAULTS, describe, type Resolved, type ResolvedConnection, resolveConnection } from "./options.js"
 import type { SequencerImpl } from "./sequencer.js"
 
 
@@ -188,31 +188,11 @@ export class Engine {
     if (res.writableEnded === true || res.destroyed === true) {
       return Either.left(new InvalidInput({ field: "res", reason: "is already ended" }))
     }
-    if (!isNonEmptyString(userId)) {
-      refuse(res, 400, "userId required", false)
-      return Either.left(new InvalidInput({ field: "userId", reason: `must be a non-empty string, got ${describe(userId)}` }))
+    const checked = this.check(userId, options)
+    if (Either.isLeft(checked)) {
+      refuse(res, 400, checked.left.field === "userId" ? "userId required" : "invalid SSE connection options", false)
+      return Either.left(checked.left)
     }
-    let resolved
-    try {
-      resolved = resolveConnection(options, this.options)
-    } catch (e) {
-      refuse(res, 400, "invalid SSE connection options", false)
-      return Either.left(e as InvalidInput)
-    }
-    const rooms = options?.rooms
-    if (rooms !== undefined && rooms !== null) {
-      if (!Array.isArray(rooms)) {
-        refuse(res, 400, "invalid SSE connection options", false)
-        return Either.left(new InvalidInput({ field: "options.rooms", reason: `must be an array of strings, got ${describe(rooms)}` }))
-      }
-      for (const room of rooms) {
-        if (!isNonEmptyString(room)) {
-          refuse(res, 400, "invalid SSE connection options", false)
-          return Either.left(new InvalidInput({ field: "options.rooms", reason: `room names must be non-empty strings, got ${describe(room)}` }))
-        }
-      }
-    }
-
     if (!res.headersSent) {
       try {
         res.statusCode = 200
@@ -225,38 +205,75 @@ export class Engine {
         // headers already sent by someone else: tolerated
       }
     }
-    try {
-      res.write(this.retryFrame(resolved.retryMs))
-    } catch {
-      return Either.left(new InvalidInput({ field: "res", reason: "is not writable" }))
-    }
+    return Either.right(this.attach(userId as string, res, checked.right, options?.lastEventId ?? lastEventIdOf(res)))
+  }
 
+  /** Validates what `register` / `attach` take. */
+  check(userId: unknown, options: RegisterOptions | undefined): Either.Either<ResolvedConnection, InvalidInput> {
+    if (!isNonEmptyString(userId)) {
+      return Either.left(new InvalidInput({ field: "userId", reason: `must be a non-empty string, got ${describe(userId)}` }))
+    }
+    let resolved: ResolvedConnection
+    try {
+      resolved = resolveConnection(options, this.options)
+    } catch (e) {
+      return Either.left(e as InvalidInput)
+    }
+    const rooms = options?.rooms
+    if (rooms !== undefined && rooms !== null) {
+      if (!Array.isArray(rooms)) {
+        return Either.left(new InvalidInput({ field: "options.rooms", reason: `must be an array of strings, got ${describe(rooms)}` }))
+      }
+      for (const room of rooms) {
+        if (!isNonEmptyString(room)) {
+          return Either.left(new InvalidInput({ field: "options.rooms", reason: `room names must be non-empty strings, got ${describe(room)}` }))
+        }
+      }
+    }
+    return Either.right(resolved)
+  }
+
+  /**
+   * Makes a connection on any sink (a Node response whose headers are set, or the
+   * platform path's stream sink): writes `retry:`, registers it, joins its rooms,
+   * replays after `lastEventId`, emits `'connect'`.
+   */
+  attach(
+    userId: string,
+    sink: SinkResponse,
+    resolved: ResolvedConnection,
+    lastEventId: string | undefined
+  ): ConnectionHandle {
     const connId = this.connPrefix + (++this.connCounter).toString(36)
     const conn = new Conn(
       connId,
       userId,
-      res,
+      sink,
       resolved.maxItems,
       resolved.maxBytes,
       resolved.policy,
       resolved.keepAliveMs,
-      res.writableHighWaterMark ?? 16_384,
+      sink.writableHighWaterMark ?? 16_384,
       this.now()
     )
     const hub = this.hub
+    let ok: boolean
+    try {
+      ok = sink.write(this.retryFrame(resolved.retryMs))
+    } catch {
+      ok = true
+    }
     hub.add(conn)
-    if (rooms) for (const room of rooms) hub.join(conn, room)
-
-    const lastEventId = options?.lastEventId ?? lastEventIdOf(res)
+    if (!ok) conn.blocked = true
+    for (const room of resolved.rooms) hub.join(conn, room)
     if (lastEventId !== undefined) this.replayTo(conn, lastEventId)
-
     if (!conn.closed) this.emit("connect", { userId, connId })
-    return Either.right({
+    return {
       connId,
       close: () => hub.remove(conn, true),
       join: (room: string) => isNonEmptyString(room) ? hub.join(conn, room) : false,
       leave: (room: string) => isNonEmptyString(room) ? hub.leave(conn, room) : false
-    })
+    }
   }
 
   static readonly inert = inert

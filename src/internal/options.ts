@@ -171,6 +171,7 @@ const seqKvOf = (seq: SeqOptions): RedisKvLike | null | undefined => {
 }
 
 export interface ResolvedConnection {
+  readonly rooms: ReadonlyArray<string>
   readonly keepAliveMs: number
   readonly retryMs: number
   readonly maxItems: number
@@ -193,6 +194,7 @@ export const resolveConnection = (options: RegisterOptions | undefined, base: Re
     fail("options.dropPolicy", `must be 'oldest', 'newest' or 'disconnect', got ${describe(policyName)}`)
   }
   return {
+    rooms: Array.isArray(o.rooms) ? o.rooms : [],
     keepAliveMs: count("options.keepAliveMs", o.keepAliveMs, base.keepAliveMs),
     retryMs: count("options.retryMs", o.retryMs, base.retryMs),
     maxItems: count("options.maxQueueItems", o.maxQueueItems, DEFAULTS.maxQueueItems),

@@ -71,7 +71,7 @@ export interface MemoryReplayOptions {
 
 export class MemoryReplay {
   private readonly rings = new Map<string, Ring>()
-  /** Why a user's ring went away, for the gap signal (bounded like the rings). */
+  /** Why a user's ring went away, for the gap signal (bounded: max(1024, maxUsers) names). */
   private readonly gone = new Map<string, "expired" | "evicted">()
   private stamp = 0
 
@@ -90,9 +90,22 @@ export class MemoryReplay {
     return ++this.stamp
   }
 
+  /** The user's ring, unless it has expired (then it is dropped, as a sweep would). */
+  private live(userId: string, now: number): Ring | undefined {
+    const ring = this.rings.get(userId)
+    if (ring === undefined) return undefined
+    const ttl = this.options.ttlMs
+    if (ttl > 0 && now - ring.lastActive > ttl) {
+      this.rings.delete(userId)
+      this.remember(userId, "expired")
+      return undefined
+    }
+    return ring
+  }
+
   record(userId: string, id: string, frame: Uint8Array, now: number, stamp?: number): void {
     if (!this.enabled) return
-    let ring = this.rings.get(userId)
+    let ring = this.live(userId, now)
     if (ring === undefined) {
       ring = new Ring(this.options.size, now)
       this.gone.delete(userId)
@@ -104,11 +117,11 @@ export class MemoryReplay {
     ring.push(id, frame)
     ring.lastActive = now
     this.rings.set(userId, ring)
-    if (this.rings.size > this.options.maxUsers) this.evictOldest()
+    if (this.rings.size > this.options.maxUsers) this.evictOldest(now)
   }
 
   lookup(userId: string, lastEventId: string, now: number): Lookup {
-    const ring = this.rings.get(userId)
+    const ring = this.live(userId, now)
     if (ring === undefined) {
       return { _tag: "Miss", reason: this.gone.get(userId) ?? "unknown" }
     }
@@ -145,19 +158,22 @@ export class MemoryReplay {
     return n
   }
 
-  private evictOldest(): void {
+  private evictOldest(now: number): void {
+    const ttl = this.options.ttlMs
     while (this.rings.size > this.options.maxUsers) {
-      const oldest = this.rings.keys().next()
+      const oldest = this.rings.entries().next()
       if (oldest.done) return
-      this.rings.delete(oldest.value)
-      this.remember(oldest.value, "evicted")
+      const [userId, ring] = oldest.value
+      this.rings.delete(userId)
+      // A ring past its TTL that no sweep reached yet expired before it was evicted.
+      this.remember(userId, ttl > 0 && now - ring.lastActive > ttl ? "expired" : "evicted")
     }
   }
 
   private remember(userId: string, reason: "expired" | "evicted"): void {
     this.gone.delete(userId)
     this.gone.set(userId, reason)
-    while (this.gone.size > this.options.maxUsers) {
+    while (this.gone.size > Math.max(1024, this.options.maxUsers)) {
       const oldest = this.gone.keys().next()
       if (oldest.done) return
       this.gone.delete(oldest.value)

@@ -53,11 +53,13 @@ export class SequencerImpl {
   nextLocal(key: string, final: boolean): number {
     const now = this.now()
     let entry = this.local.get(key)
-    if (entry === undefined) {
-      entry = { value: this.options.startAt - 1, lastAt: now }
-    } else {
+    if (entry !== undefined) {
       this.local.delete(key)
+      // Expired but not swept yet: a new stream, as Redis would see it.
+      const ttlMs = this.options.ttlSeconds * 1000
+      if (ttlMs > 0 && now - entry.lastAt > ttlMs) entry = undefined
     }
+    if (entry === undefined) entry = { value: this.options.startAt - 1, lastAt: now }
     entry.value++
     entry.lastAt = now
     const value = entry.value
