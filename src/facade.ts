@@ -110,14 +110,21 @@ export class SSEKify extends EventEmitter {
   readonly #service: SseKifyService
   readonly #engine: Engine
   #shutdown: Promise<void> | undefined
+  /** Forwarding an engine event (its errors are counted by the engine). */
+  #forwarding = false
+  /** `'error'` events emitted by the application (e.g. a forwarded adapter error). */
+  #externalErrors = 0
 
   /**
    * @throws InvalidInput when an option has the wrong type or range.
    */
   constructor(options?: SSEKifyOptions) {
     super()
-    // Like the original: 'error' always has a listener, so emitting it never throws.
-    this.on("error", () => {})
+    // Like the original: 'error' always has a listener (emitting it never throws) and
+    // every 'error' counts in stats().errorCount, also those the application emits.
+    this.on("error", () => {
+      if (!this.#forwarding) this.#externalErrors++
+    })
     const layer = Layer.scoped(SseKify, makeService(options, { unrefTimers: true })).pipe(
       Layer.provide(transportLayer(options?.redis))
     )
@@ -132,7 +139,12 @@ export class SSEKify extends EventEmitter {
     this.channel = this.#engine.options.channel
     this.#engine.subscribe((event) => {
       if (event.type === "error" && this.listenerCount("error") === 0) return
-      this.emit(event.type, event.payload)
+      this.#forwarding = true
+      try {
+        this.emit(event.type, event.payload)
+      } finally {
+        this.#forwarding = false
+      }
     })
   }
 
@@ -214,7 +226,8 @@ export class SSEKify extends EventEmitter {
 
   /** Basic metrics (see {@link Stats}). */
   stats(): Stats {
-    return this.#engine.stats()
+    const stats = this.#engine.stats()
+    return this.#externalErrors === 0 ? stats : { ...stats, errorCount: stats.errorCount + this.#externalErrors }
   }
 
   /** Forgets the replay buffer of `userId`, or of everyone. */

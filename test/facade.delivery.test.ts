@@ -269,6 +269,15 @@ describe("events and stats", () => {
     expect(f.sse.stats()).toMatchObject({ connections: 0, sent: 0, errorCount: 0, lastSeqKvFallbackAt: 0 })
   })
 
+  it("sent counts synchronously; errors the application emits count too", async () => {
+    const f = await setup()
+    await f.open("alice")
+    expect(f.sse.sendToUser("alice", 1)).toBe(1)
+    expect(f.sse.stats().sent).toBe(1)
+    f.sse.emit("error", new Error("forwarded adapter error"))
+    expect(f.sse.stats().errorCount).toBe(1)
+  })
+
   it("user connection statistics", async () => {
     const f = await setup()
     await f.open("alice")

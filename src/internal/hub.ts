@@ -242,6 +242,9 @@ export class Hub {
     frames.push(frame)
     conn.count++
     conn.bytes += frame.length
+    // Counted now, as the original counted a successful write (the write itself leaves
+    // on the next tick, coalesced with the tick's other frames).
+    this.metrics.sent++
     if (!conn.dirty) {
       conn.dirty = true
       this.dirty.push(conn)
@@ -299,8 +302,11 @@ export class Hub {
     return true
   }
 
-  /** Writes everything pending on `conn` in one call. */
-  flush(conn: Conn): void {
+  /**
+   * Writes everything pending on `conn` in one call. `queued`: the frames waited in the
+   * blocked queue and are counted as sent now (batch frames were counted when pushed).
+   */
+  flush(conn: Conn, queued = false): void {
     const count = conn.count
     if (count === 0 || conn.closed) return
     const frames = conn.frames!
@@ -314,7 +320,7 @@ export class Hub {
     conn.head = 0
     conn.count = 0
     conn.bytes = 0
-    this.metrics.sent += count
+    if (queued) this.metrics.sent += count
     let ok: boolean
     try {
       ok = conn.res.write(chunk)
@@ -329,7 +335,7 @@ export class Hub {
   drain(conn: Conn): void {
     if (conn.closed) return
     conn.blocked = false
-    if (conn.count > 0) this.flush(conn)
+    if (conn.count > 0) this.flush(conn, true)
   }
 
   private flushDirty(): void {
@@ -404,6 +410,7 @@ export class Hub {
         this.remove(conn, false)
         continue
       }
+      this.metrics.sent++
       if (ok === false) conn.blocked = true
     }
   }
