@@ -11,7 +11,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import type { InvalidInput, ShuttingDown } from "./Errors.js"
+import type { InvalidInput, LimitExceeded, ShuttingDown } from "./Errors.js"
 import type { IncomingMessage } from "node:http"
 import { SseKify } from "./SseKify.js"
 
@@ -106,6 +106,6 @@ export const scoped = (
   userId: string,
   res: NodeResponse,
   options?: RegisterOptions
-): Effect.Effect<ConnectionHandle, InvalidInput | ShuttingDown, SseKify | Scope.Scope> =>
+): Effect.Effect<ConnectionHandle, InvalidInput | ShuttingDown | LimitExceeded, SseKify | Scope.Scope> =>
   Effect.flatMap(SseKify, (sse) =>
     Effect.acquireRelease(sse.registerConnection(userId, res, options), (handle) => Effect.sync(handle.close)))

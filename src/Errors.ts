@@ -205,6 +205,26 @@ export class LastEventIdTooLong extends Data.TaggedError("LastEventIdTooLong")<{
 }
 
 /**
+ * A configured limit refused something: a connection beyond `maxConnections` (503) or
+ * `maxConnectionsPerUser` (429, or the user's oldest connection was closed), a room
+ * beyond `maxRoomsPerConnection`.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class LimitExceeded extends Data.TaggedError("LimitExceeded")<{
+  readonly limit: "maxConnections" | "maxConnectionsPerUser" | "maxRoomsPerConnection"
+  readonly value: number
+  readonly userId?: string | undefined
+}> {
+  readonly code = "LIMIT_EXCEEDED" as const
+  readonly level: Level = "error"
+  override get message(): string {
+    return `limit_exceeded: ${this.limit} (${this.value})${this.userId === undefined ? "" : ` for user ${this.userId}`}`
+  }
+}
+
+/**
  * Errors of a send (`sendTo*`, `publish*`) before anything is delivered.
  *
  * @since 0.2.0
@@ -229,3 +249,4 @@ export type SseKifyError =
   | RequestIdRequired
   | SeqKvFallback
   | LastEventIdTooLong
+  | LimitExceeded

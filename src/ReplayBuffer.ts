@@ -11,9 +11,13 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import type { TransportError } from "./Errors.js"
 import { MemoryReplay, type MemoryReplayOptions } from "./internal/replay.js"
+import { RedisReplay } from "./internal/replayRedis.js"
+import type { Kv } from "./Transport.js"
 
 /**
  * Why a `Last-Event-ID` could not be found: never seen or cleared (`unknown`), the
@@ -119,3 +123,86 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferS
  */
 export const layerMemory = (options?: MemoryOptions): Layer.Layer<ReplayBuffer> =>
   Layer.effect(ReplayBuffer, makeMemory(options))
+
+/**
+ * The list commands a store needs for a Redis replay buffer (the Redis transport's
+ * key/value store has them: `RedisTransport.RedisKv`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ListStore {
+  /** Appends each value to its key's list, keeps the last `maxLength`, sets the TTL; one round trip. */
+  readonly appendCapped: (
+    entries: ReadonlyArray<readonly [key: string, value: Uint8Array]>,
+    maxLength: number,
+    ttlMs: number
+  ) => Effect.Effect<void, TransportError>
+  /** The items of a list, oldest first. */
+  readonly list: (key: string) => Effect.Effect<ReadonlyArray<Uint8Array>, TransportError>
+  readonly del: (keys: ReadonlyArray<string>) => Effect.Effect<void, TransportError>
+}
+
+/**
+ * Whether a transport's key/value store can hold a replay buffer.
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isListStore = (kv: Kv): kv is Kv & ListStore =>
+  typeof (kv as Partial<ListStore>).appendCapped === "function" &&
+  typeof (kv as Partial<ListStore>).list === "function" &&
+  typeof (kv as Partial<ListStore>).del === "function"
+
+/**
+ * Options of the Redis replay buffer.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RedisOptions {
+  /** Frames kept per user (`recentBufferSize`). 0 turns replay off. Default 20. */
+  readonly size?: number | undefined
+  /** A user's frames expire this long after the last one (`recentTTLMs`); 0: never. Default 30 min. */
+  readonly ttlMs?: number | undefined
+  /** Key prefix; keys are `<prefix>{<userId>}`. Default `'ssekify:bus:replay:'`. */
+  readonly keyPrefix?: string | undefined
+  /** Where failures of the background appends go. */
+  readonly onError?: ((error: TransportError) => void) | undefined
+}
+
+/**
+ * A replay buffer in Redis: a browser that reconnects to another instance still gets
+ * what it missed. Frames recorded in one tick go to Redis in one round trip; lookups
+ * are asynchronous (live frames arriving meanwhile are held and deduplicated).
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeRedis = (
+  store: ListStore,
+  options?: RedisOptions
+): Effect.Effect<ReplayBufferService, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const run = yield* FiberSet.makeRuntime<never, void, never>()
+    const onError = options?.onError ?? (() => {})
+    const replay = new RedisReplay(
+      {
+        size: Math.max(0, Math.floor(options?.size ?? 20)),
+        ttlMs: Math.max(0, options?.ttlMs ?? 30 * 60 * 1000),
+        keyPrefix: options?.keyPrefix ?? "ssekify:bus:replay:"
+      },
+      store,
+      (effect) => void run(Effect.catchAll(effect, (error) => Effect.sync(() => onError(error))))
+    )
+    return {
+      enabled: replay.enabled,
+      stamp: () => replay.nextStamp(),
+      record: (userId, id, frame, stamp) => replay.record(userId, id, frame, stamp),
+      lookupSync: undefined,
+      lookup: (userId, lastEventId) => replay.lookup(userId, lastEventId),
+      clear: (userId) => replay.clear(userId),
+      sweep: Effect.void,
+      users: () => replay.users
+    }
+  })

@@ -20,20 +20,24 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import type * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { ConnectionHandle, DropPolicy, NodeResponse, RegisterOptions } from "./Connection.js"
 import type * as Envelope from "./Envelope.js"
-import type {
+import {
   InvalidInput,
-  SendError,
-  SseKifyError,
-  ShuttingDown,
-  TransportError
+  type LimitExceeded,
+  type SendError,
+  type SseKifyError,
+  type ShuttingDown,
+  type TransportError
 } from "./Errors.js"
 import { Engine } from "./internal/engine.js"
 import { resolve } from "./internal/options.js"
@@ -147,6 +151,13 @@ export interface Options {
   readonly recentMaxUsers?: number | undefined
   /** When set, a reconnect whose `Last-Event-ID` is unknown first gets this event. Default: off. */
   readonly replayGapEvent?: string | undefined
+  /**
+   * Where the replay buffer lives: `'memory'` (default, per instance) or `'redis'` (needs
+   * the Redis transport: a reconnect to another instance still replays).
+   */
+  readonly replay?: "memory" | "redis" | undefined
+  /** Key prefix of the Redis replay buffer. Default `'<channel>:replay:'`. */
+  readonly replayKeyPrefix?: string | undefined
   /** Longest accepted `Last-Event-ID`; longer ones are ignored with an `'error'`. Default 1 024. */
   readonly maxLastEventIdLength?: number | undefined
   /** Automatic fields. Default: `{ timestamp: 'iso' }`. */
@@ -156,6 +167,29 @@ export interface Options {
   readonly seq?: SeqOptions | undefined
   /** This instance's id on the bus (origin dedup). Default: random. */
   readonly instanceId?: string | undefined
+  /** Connections this instance accepts at most; more get 503 + `Retry-After`. Default 0: no limit. */
+  readonly maxConnections?: number | undefined
+  /** Connections one user may hold on this instance. Default 0: no limit. */
+  readonly maxConnectionsPerUser?: number | undefined
+  /** Beyond `maxConnectionsPerUser`: refuse the new one with 429 (`'reject'`, default) or close the user's oldest (`'closeOldest'`). */
+  readonly connectionLimitPolicy?: "reject" | "closeOldest" | undefined
+  /** Rooms one connection may join. Default 1 024. */
+  readonly maxRoomsPerConnection?: number | undefined
+  /** Longest user id. Default 256. */
+  readonly maxUserIdLength?: number | undefined
+  /** Longest room name. Default 256. */
+  readonly maxRoomNameLength?: number | undefined
+  /** Longest event name. Default 256. */
+  readonly maxEventNameLength?: number | undefined
+  /** Longest frame id. Default 1 024. */
+  readonly maxIdLength?: number | undefined
+  /**
+   * Sign bus messages with this key (HMAC-SHA256, at least 16 characters) and drop
+   * unsigned or wrongly signed ones: whoever can publish on the Redis channel cannot
+   * inject frames. Every instance on the channel needs the same key; instances of
+   * 0.1.6 (unsigned) are then refused. Default: unsigned.
+   */
+  readonly busSecret?: string | Redacted.Redacted<string> | undefined
 }
 
 /**
@@ -258,7 +292,7 @@ export interface SseKifyService {
     userId: string,
     res: NodeResponse,
     options?: RegisterOptions
-  ) => Effect.Effect<ConnectionHandle, InvalidInput | ShuttingDown>
+  ) => Effect.Effect<ConnectionHandle, InvalidInput | ShuttingDown | LimitExceeded>
   /** Sends to the user's connections on this instance; the number of connections reached. */
   readonly sendToUser: (userId: string, data: unknown, opts?: SendOptions) => Effect.Effect<number, SendError>
   /** Sends to every connection on this instance. */
@@ -290,6 +324,11 @@ export interface SseKifyService {
   readonly stopAccepting: Effect.Effect<void>
   /** Stop accepting, announce, wait `graceMs`, close every connection. */
   readonly shutdown: (options?: ShutdownOptions) => Effect.Effect<void>
+  /**
+   * Completes when the bus subscription is confirmed (at once without a bus, or on the
+   * in-memory bus); a failed subscription is reported as an `'error'` and completes too.
+   */
+  readonly ready: Effect.Effect<void>
   /** Every event (`connect`, `disconnect`, `publish`, `message-sent`, `drop`, `error`). */
   readonly events: Stream.Stream<SseKifyEvent>
 }
@@ -391,11 +430,28 @@ export const make = (
       expectKv: transport.kind !== "none",
       onWarning: (warning) => engine?.report(warning)
     }, now)
-    const replay = yield* ReplayBuffer.makeMemory({
-      size: resolved.recentBufferSize,
-      ttlMs: resolved.recentTTLMs,
-      maxUsers: resolved.recentMaxUsers
-    })
+    const replay = resolved.replay === "redis"
+      ? yield* Option.match(Option.filter(transport.kv, ReplayBuffer.isListStore), {
+        onNone: () =>
+          Effect.fail(
+            new InvalidInput({
+              field: "replay",
+              reason: "'redis' needs the Redis transport (a Redis URL, createIORedisAdapter(...) or RedisTransport.layer)"
+            })
+          ),
+        onSome: (store) =>
+          ReplayBuffer.makeRedis(store, {
+            size: resolved.recentBufferSize,
+            ttlMs: resolved.recentTTLMs,
+            keyPrefix: resolved.replayKeyPrefix ?? `${resolved.channel}:replay:`,
+            onError: (error) => engine?.report(error)
+          })
+      })
+      : yield* ReplayBuffer.makeMemory({
+        size: resolved.recentBufferSize,
+        ttlMs: resolved.recentTTLMs,
+        maxUsers: resolved.recentMaxUsers
+      })
 
     engine = new Engine({
       options: resolved,
@@ -408,10 +464,20 @@ export const make = (
     })
     const e = engine
 
-    yield* transport.subscribe(resolved.channel, {
-      onMessage: (raw) => e.receive(raw),
-      onError: (error) => e.report(error)
-    })
+    // The bus subscription registers its handlers at once (synchronously: an in-process
+    // bus sees the next publish) and may wait for the broker's confirmation in the
+    // background; `ready` waits for it.
+    const layerScope = yield* Effect.scope
+    const runtime = yield* Effect.runtime<never>()
+    const subscription = Runtime.runFork(runtime)(
+      transport.subscribe(resolved.channel, {
+        onMessage: (raw) => e.receive(raw),
+        onError: (error) => e.report(error)
+      }).pipe(Scope.extend(layerScope)),
+      { immediate: true }
+    )
+    yield* Effect.addFinalizer(() => Fiber.interrupt(subscription))
+    const ready = Effect.asVoid(Fiber.await(subscription))
 
     // One housekeeping ticker: replay TTL and idle seq keys.
     const sweepMs = Math.max(10_000, Math.min(resolved.recentTTLMs > 0 ? resolved.recentTTLMs : 60_000, resolved.seqTTLSeconds > 0 ? resolved.seqTTLSeconds * 1000 : 60_000, 60_000))
@@ -424,7 +490,8 @@ export const make = (
 
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => (e.closedForGood ? Effect.void : e.shutdown(options?.shutdown))).pipe(
-        Effect.ensuring(Effect.sync(() => e.hub.stopTickers()))
+        Effect.ensuring(Effect.sync(() => e.hub.stopTickers())),
+        Effect.ensuring(Effect.suspend(() => Effect.all(e.releaseHooks, { discard: true })))
       )
     )
 
@@ -449,6 +516,7 @@ export const make = (
       clearRecent: (userId) => replay.clear(userId === "" || userId === null ? undefined : userId),
       stopAccepting: Effect.sync(() => e.stopAccepting()),
       shutdown: (opts) => e.shutdown(opts),
+      ready,
       events: Stream.asyncPush<SseKifyEvent>(
         (emit) => Effect.acquireRelease(Effect.sync(() => e.subscribe((event) => void emit.single(event))), (un) => Effect.sync(un)),
         { bufferSize: "unbounded" }

@@ -24,7 +24,9 @@ import { InvalidInput, RequestIdRequired, type SendError, ShuttingDown } from ".
 import { Engine, isResponse } from "./internal/engine.js"
 import { describe } from "./internal/options.js"
 import { createIORedisAdapter } from "./redisAdapter.js"
+import * as RedisTransport from "./RedisTransport.js"
 import {
+  EngineKey,
   make as makeService,
   type Options,
   type SendOptions,
@@ -83,10 +85,12 @@ export interface SSEKify {
 
 const transportLayer = (redis: SSEKifyOptions["redis"]): Layer.Layer<Transport.Transport> => {
   if (redis === undefined || redis === null || redis === "") return Transport.layerNone
+  // An ioredis adapter gets the full Redis transport on its connections (atomic KV,
+  // replay lists, ordered cluster publishing); any other adapter the generic one.
   if (typeof redis === "string") {
-    return Transport.layerRedisLike(createIORedisAdapter(redis), { closeOnRelease: true })
+    return RedisTransport.layerAdapter(createIORedisAdapter(redis), { closeOnRelease: true })
   }
-  if (Transport.isRedisLike(redis)) return Transport.layerRedisLike(redis, { closeOnRelease: true })
+  if (Transport.isRedisLike(redis)) return RedisTransport.layerAdapter(redis, { closeOnRelease: true })
   throw new InvalidInput({
     field: "redis",
     reason: `must be a Redis URL or an adapter with publish/subscribe/on, got ${describe(redis)}`
@@ -135,6 +139,8 @@ export class SSEKify extends EventEmitter {
       throw unwrapDefect(e)
     }
     this.#engine = unsafeEngine(this.#service)
+    // For `ssekify/prometheus` (any bundle): the same key as the service's.
+    Object.defineProperty(this, EngineKey, { value: this.#engine })
     this.instanceId = this.#engine.instanceId
     this.channel = this.#engine.options.channel
     this.#engine.subscribe((event) => {
@@ -217,6 +223,15 @@ export class SSEKify extends EventEmitter {
     ).catch((e: unknown) => {
       throw unwrapDefect(e)
     })
+  }
+
+  /**
+   * Resolves when the bus subscription is confirmed (at once without Redis). Messages
+   * published by other instances before that are not received. Never rejects: a
+   * failed subscription is an `'error'` event (and ioredis keeps trying).
+   */
+  ready(): Promise<void> {
+    return this.#runtime.runPromise(this.#service.ready)
   }
 
   /** Closes `userId`'s connections, or every connection when omitted. */

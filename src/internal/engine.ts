@@ -12,6 +12,7 @@ import {
   BackpressureDisconnect,
   InvalidInput,
   LastEventIdTooLong,
+  LimitExceeded,
   PayloadTooLarge,
   RequestIdRequired,
   SerializeFailed,
@@ -87,6 +88,11 @@ export class Engine {
   shutdownStarted = false
   /** Set once the instance has shut down for good (after the grace period). */
   closedForGood = false
+  /**
+   * Run by the layer's release after the connections are closed (the platform path
+   * waits there for response bodies that are still ending). See `SseKify.make`.
+   */
+  readonly releaseHooks: Array<Effect.Effect<void>> = []
   private readonly transport: TransportService
   private readonly replay: ReplayBufferService
   private readonly sequencer: SequencerImpl
@@ -177,7 +183,7 @@ export class Engine {
     userId: unknown,
     res: NodeResponse,
     options: RegisterOptions | undefined
-  ): Either.Either<ConnectionHandle, InvalidInput | ShuttingDown> {
+  ): Either.Either<ConnectionHandle, InvalidInput | ShuttingDown | LimitExceeded> {
     if (!isResponse(res)) {
       return Either.left(new InvalidInput({ field: "res", reason: `must be a writable http.ServerResponse, got ${describe(res)}` }))
     }
@@ -192,6 +198,12 @@ export class Engine {
     if (Either.isLeft(checked)) {
       refuse(res, 400, checked.left.field === "userId" ? "userId required" : "invalid SSE connection options", false)
       return Either.left(checked.left)
+    }
+    const admitted = this.admit(userId as string)
+    if (Either.isLeft(admitted)) {
+      const perUser = admitted.left.limit === "maxConnectionsPerUser"
+      refuse(res, perUser ? 429 : 503, perUser ? "Too many connections for this user" : "Too many connections", !perUser)
+      return Either.left(admitted.left)
     }
     if (!res.headersSent) {
       try {
@@ -208,11 +220,45 @@ export class Engine {
     return Either.right(this.attach(userId as string, res, checked.right, options?.lastEventId ?? lastEventIdOf(res)))
   }
 
+  /**
+   * Applies `maxConnections` and `maxConnectionsPerUser` before a connection is made:
+   * refuses it, or (policy `'closeOldest'`) closes the user's oldest connections.
+   */
+  admit(userId: string): Either.Either<void, LimitExceeded> {
+    const o = this.options
+    if (o.maxConnections > 0 && this.hub.conns.size >= o.maxConnections) {
+      return Either.left(new LimitExceeded({ limit: "maxConnections", value: o.maxConnections }))
+    }
+    const max = o.maxConnectionsPerUser
+    if (max > 0 && this.hub.userConnectionCount(userId) >= max) {
+      const error = new LimitExceeded({ limit: "maxConnectionsPerUser", value: max, userId })
+      if (o.connectionLimitPolicy === "reject") return Either.left(error)
+      this.report(error)
+      const conns = this.hub.connectionsOf(userId)
+      const excess = conns.length - max + 1
+      for (const conn of conns.slice(0, excess)) this.hub.remove(conn, true)
+    }
+    return Either.right(undefined)
+  }
+
+  /** Joins a room within the name and count limits; a refusal is an `'error'` event. */
+  join(conn: Conn, room: unknown): boolean {
+    if (conn.closed) return false
+    if (!isNonEmptyString(room) || room.length > this.options.maxRoomNameLength) {
+      this.report(new InvalidInput({ field: "room", reason: `must be a non-empty string of at most ${this.options.maxRoomNameLength} characters, got ${describe(room)}` }))
+      return false
+    }
+    if (conn.rooms !== undefined && conn.rooms.size >= this.options.maxRoomsPerConnection && !conn.rooms.has(room)) {
+      this.report(new LimitExceeded({ limit: "maxRoomsPerConnection", value: this.options.maxRoomsPerConnection, userId: conn.userId }))
+      return false
+    }
+    return this.hub.join(conn, room)
+  }
+
   /** Validates what `register` / `attach` take. */
   check(userId: unknown, options: RegisterOptions | undefined): Either.Either<ResolvedConnection, InvalidInput> {
-    if (!isNonEmptyString(userId)) {
-      return Either.left(new InvalidInput({ field: "userId", reason: `must be a non-empty string, got ${describe(userId)}` }))
-    }
+    const badUser = this.checkUserId(userId)
+    if (badUser !== undefined) return Either.left(badUser)
     let resolved: ResolvedConnection
     try {
       resolved = resolveConnection(options, this.options)
@@ -225,9 +271,12 @@ export class Engine {
         return Either.left(new InvalidInput({ field: "options.rooms", reason: `must be an array of strings, got ${describe(rooms)}` }))
       }
       for (const room of rooms) {
-        if (!isNonEmptyString(room)) {
-          return Either.left(new InvalidInput({ field: "options.rooms", reason: `room names must be non-empty strings, got ${describe(room)}` }))
+        if (!isNonEmptyString(room) || room.length > this.options.maxRoomNameLength) {
+          return Either.left(new InvalidInput({ field: "options.rooms", reason: `room names must be non-empty strings of at most ${this.options.maxRoomNameLength} characters, got ${describe(room)}` }))
         }
+      }
+      if (rooms.length > this.options.maxRoomsPerConnection) {
+        return Either.left(new InvalidInput({ field: "options.rooms", reason: `more than maxRoomsPerConnection (${this.options.maxRoomsPerConnection}) rooms` }))
       }
     }
     return Either.right(resolved)
@@ -271,7 +320,7 @@ export class Engine {
     return {
       connId,
       close: () => hub.remove(conn, true),
-      join: (room: string) => isNonEmptyString(room) ? hub.join(conn, room) : false,
+      join: (room: string) => this.join(conn, room),
       leave: (room: string) => isNonEmptyString(room) ? hub.leave(conn, room) : false
     }
   }
@@ -404,6 +453,9 @@ export class Engine {
     let e: string | undefined
     if (event !== undefined && event !== null && event !== "") {
       if (typeof event !== "string") return new InvalidInput({ field: "opts.event", reason: `must be a string, got ${describe(event)}` })
+      if (event.length > this.options.maxEventNameLength) {
+        return new InvalidInput({ field: "opts.event", reason: `is longer than maxEventNameLength (${this.options.maxEventNameLength})` })
+      }
       e = event
     }
     let i: string | undefined
@@ -411,6 +463,9 @@ export class Engine {
       if (typeof id === "string") i = id
       else if (typeof id === "number" && Number.isFinite(id)) i = String(id)
       else return new InvalidInput({ field: "opts.id", reason: `must be a string, got ${describe(id)}` })
+      if (i.length > this.options.maxIdLength) {
+        return new InvalidInput({ field: "opts.id", reason: `is longer than maxIdLength (${this.options.maxIdLength})` })
+      }
     }
     return { event: e, id: i }
   }
@@ -470,15 +525,25 @@ export class Engine {
     return 0
   }
 
+  /** An `InvalidInput` when `userId` is not a non-empty string within `maxUserIdLength`. */
+  checkUserId(userId: unknown): InvalidInput | undefined {
+    if (isNonEmptyString(userId) && userId.length <= this.options.maxUserIdLength) return undefined
+    return new InvalidInput({
+      field: "userId",
+      reason: isNonEmptyString(userId)
+        ? `is longer than maxUserIdLength (${this.options.maxUserIdLength})`
+        : `must be a non-empty string, got ${describe(userId)}`
+    })
+  }
+
   sendToUser(userId: unknown, data: unknown, opts?: SendOptions): number | SendError {
-    if (!isNonEmptyString(userId)) {
-      return new InvalidInput({ field: "userId", reason: `must be a non-empty string, got ${describe(userId)}` })
-    }
+    const badUser = this.checkUserId(userId)
+    if (badUser !== undefined) return badUser
     const p = this.prepareLocal(data, opts)
     if (!("data" in p)) return p
     const e = this.encode(p.data, p.event, p.id)
     if (!("frame" in e)) return e
-    return this.deliverUser(userId, e.frame, p.id)
+    return this.deliverUser(userId as string, e.frame, p.id)
   }
 
   sendToAll(data: unknown, opts?: SendOptions): number | SendError {
@@ -490,8 +555,8 @@ export class Engine {
   }
 
   sendToRoom(room: unknown, data: unknown, opts?: SendOptions): number | SendError {
-    if (!isNonEmptyString(room)) {
-      return new InvalidInput({ field: "room", reason: `must be a non-empty string, got ${describe(room)}` })
+    if (!isNonEmptyString(room) || room.length > this.options.maxRoomNameLength) {
+      return new InvalidInput({ field: "room", reason: `must be a non-empty string of at most ${this.options.maxRoomNameLength} characters, got ${describe(room)}` })
     }
     const members = this.hub.rooms.get(room)
     if (members === undefined || members.size === 0) return 0
@@ -580,6 +645,7 @@ export class Engine {
         } catch (cause) {
           return Effect.fail(new SerializeFailed({ cause }))
         }
+        if (this.options.busSecret !== undefined) message = Envelope.sign(message, this.options.busSecret)
         this.counters.published++
         return this.transport.publish(this.options.channel, message)
       })
@@ -588,7 +654,17 @@ export class Engine {
 
   /** A message from the bus: checked, deduplicated by origin, serialized once. */
   receive(raw: string): void {
-    const decoded = Envelope.decode(raw)
+    const secret = this.options.busSecret
+    let text = raw
+    if (secret !== undefined) {
+      const verified = Envelope.verify(raw, secret)
+      if (Either.isLeft(verified)) {
+        this.report(verified.left)
+        return
+      }
+      text = verified.right
+    }
+    const decoded = Envelope.decode(text)
     if (Either.isLeft(decoded)) {
       this.report(decoded.left)
       return

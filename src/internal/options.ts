@@ -2,6 +2,7 @@
  * Validation and defaults of the options. Bad options are an `InvalidInput` naming the
  * option, never a silent default.
  */
+import * as Redacted from "effect/Redacted"
 import type { DropPolicy, RegisterOptions } from "../Connection.js"
 import { InvalidInput } from "../Errors.js"
 import type { AutoFieldsOptions, FrameIdPolicy, Options, SeqOptions } from "../SseKify.js"
@@ -23,7 +24,14 @@ export const DEFAULTS = {
   seqTTLSeconds: 86_400,
   seqMaxKeys: 100_000,
   shutdownEvent: "server:shutdown",
-  shutdownGraceMs: 5_000
+  shutdownGraceMs: 5_000,
+  maxConnections: 0,
+  maxConnectionsPerUser: 0,
+  maxRoomsPerConnection: 1024,
+  maxUserIdLength: 256,
+  maxRoomNameLength: 256,
+  maxEventNameLength: 256,
+  maxIdLength: 1024
 } as const
 
 type Data = Readonly<Record<string, unknown>>
@@ -45,6 +53,8 @@ export interface Resolved {
   readonly recentTTLMs: number
   readonly recentMaxUsers: number
   readonly replayGapEvent: string | undefined
+  readonly replay: "memory" | "redis"
+  readonly replayKeyPrefix: string | undefined
   readonly maxLastEventIdLength: number
   readonly timestamp: "iso" | "epochMs" | false
   readonly traceId: ResolvedAutoField
@@ -61,6 +71,18 @@ export interface Resolved {
   /** `seq.redis`: undefined = inherit from the transport, null = no store. */
   readonly seqKv: RedisKvLike | null | undefined
   readonly instanceId: string | undefined
+  /** 0: no limit. */
+  readonly maxConnections: number
+  /** 0: no limit. */
+  readonly maxConnectionsPerUser: number
+  readonly connectionLimitPolicy: "reject" | "closeOldest"
+  readonly maxRoomsPerConnection: number
+  readonly maxUserIdLength: number
+  readonly maxRoomNameLength: number
+  readonly maxEventNameLength: number
+  readonly maxIdLength: number
+  /** HMAC key of the bus messages; undefined: unsigned (compatible with 0.1.6). */
+  readonly busSecret: Redacted.Redacted<string> | undefined
 }
 
 const fail = (field: string, reason: string): never => {
@@ -142,6 +164,10 @@ export const resolve = (options: Options | undefined): Resolved => {
     recentTTLMs: count("recentTTLMs", o.recentTTLMs, DEFAULTS.recentTTLMs),
     recentMaxUsers: Math.floor(count("recentMaxUsers", o.recentMaxUsers, DEFAULTS.recentMaxUsers)),
     replayGapEvent: optionalString("replayGapEvent", o.replayGapEvent),
+    replay: o.replay === undefined ? "memory" : o.replay === "memory" || o.replay === "redis"
+      ? o.replay
+      : fail("replay", `must be 'memory' or 'redis', got ${describe(o.replay)}`),
+    replayKeyPrefix: optionalString("replayKeyPrefix", o.replayKeyPrefix),
     maxLastEventIdLength: count("maxLastEventIdLength", o.maxLastEventIdLength, DEFAULTS.maxLastEventIdLength, 1),
     timestamp,
     traceId: autoField("autoFields.traceId", af.traceId, "traceId", ["off", "ifMissing"]),
@@ -156,8 +182,30 @@ export const resolve = (options: Options | undefined): Resolved => {
     seqTTLSeconds: count("seq.redisTTLSeconds", seq.redisTTLSeconds, DEFAULTS.seqTTLSeconds),
     seqMaxKeys: Math.floor(count("seq.maxKeys", seq.maxKeys, DEFAULTS.seqMaxKeys, 1)),
     seqKv: seqKvOf(seq),
-    instanceId: optionalString("instanceId", o.instanceId)
+    instanceId: optionalString("instanceId", o.instanceId),
+    maxConnections: Math.floor(count("maxConnections", o.maxConnections, DEFAULTS.maxConnections)),
+    maxConnectionsPerUser: Math.floor(count("maxConnectionsPerUser", o.maxConnectionsPerUser, DEFAULTS.maxConnectionsPerUser)),
+    connectionLimitPolicy: o.connectionLimitPolicy === undefined
+      ? "reject"
+      : o.connectionLimitPolicy === "reject" || o.connectionLimitPolicy === "closeOldest"
+      ? o.connectionLimitPolicy
+      : fail("connectionLimitPolicy", `must be 'reject' or 'closeOldest', got ${describe(o.connectionLimitPolicy)}`),
+    maxRoomsPerConnection: Math.floor(count("maxRoomsPerConnection", o.maxRoomsPerConnection, DEFAULTS.maxRoomsPerConnection, 1)),
+    maxUserIdLength: Math.floor(count("maxUserIdLength", o.maxUserIdLength, DEFAULTS.maxUserIdLength, 1)),
+    maxRoomNameLength: Math.floor(count("maxRoomNameLength", o.maxRoomNameLength, DEFAULTS.maxRoomNameLength, 1)),
+    maxEventNameLength: Math.floor(count("maxEventNameLength", o.maxEventNameLength, DEFAULTS.maxEventNameLength, 1)),
+    maxIdLength: Math.floor(count("maxIdLength", o.maxIdLength, DEFAULTS.maxIdLength, 1)),
+    busSecret: secretOf(o.busSecret)
   }
+}
+
+const secretOf = (value: unknown): Redacted.Redacted<string> | undefined => {
+  if (value === undefined || value === null) return undefined
+  const secret = Redacted.isRedacted(value) ? Redacted.value(value) : value
+  if (typeof secret !== "string" || secret.length < 16) {
+    return fail("busSecret", "must be a string (or Redacted string) of at least 16 characters")
+  }
+  return Redacted.make(secret)
 }
 
 const seqKvOf = (seq: SeqOptions): RedisKvLike | null | undefined => {

@@ -1,0 +1,119 @@
+/**
+ * The replay buffer kept in Redis, so a browser whose connection moves to another
+ * instance still gets what it missed.
+ *
+ * Recording stays synchronous on the delivery path: the frames recorded within one tick
+ * are sent to Redis in one round trip (one capped append per user key, pipelined), not
+ * one per user and message. Each user's frames are one list (`<prefix>{<userId>}`),
+ * capped at `size` items, expiring `ttlMs` after the last append. An item is the frame id
+ * and the encoded frame: `<id byte length>:<id><frame bytes>`.
+ */
+import * as Effect from "effect/Effect"
+import type { TransportError } from "../Errors.js"
+import type { ListStore, Lookup } from "../ReplayBuffer.js"
+
+export interface RedisReplayOptions {
+  readonly size: number
+  readonly ttlMs: number
+  /** Key prefix; the user id goes in a hash tag after it. */
+  readonly keyPrefix: string
+}
+
+const COLON = 0x3a
+
+export const encodeItem = (id: string, frame: Uint8Array): Uint8Array => {
+  const idBytes = Buffer.from(id, "utf8")
+  return Buffer.concat([Buffer.from(`${idBytes.length}:`, "latin1"), idBytes, frame])
+}
+
+export const decodeItem = (item: Uint8Array): { readonly id: string; readonly frame: Uint8Array } | undefined => {
+  const buf = Buffer.isBuffer(item) ? item : Buffer.from(item.buffer, item.byteOffset, item.byteLength)
+  const colon = buf.indexOf(COLON)
+  if (colon <= 0 || colon > 10) return undefined
+  const length = Number(buf.toString("latin1", 0, colon))
+  if (!Number.isInteger(length) || length < 0 || colon + 1 + length > buf.length) return undefined
+  return {
+    id: buf.toString("utf8", colon + 1, colon + 1 + length),
+    frame: buf.subarray(colon + 1 + length)
+  }
+}
+
+export class RedisReplay {
+  private pending: Array<readonly [string, Uint8Array]> = []
+  /** user id → stamp of the last delivery recorded for it in this tick. */
+  private stamps = new Map<string, number>()
+  private scheduled = false
+  private stampCounter = 0
+  /** Users this instance recorded (what `clear()` without a user can reach). */
+  private readonly known = new Set<string>()
+
+  constructor(
+    readonly options: RedisReplayOptions,
+    private readonly store: ListStore,
+    /** Runs the tick's append in the background. */
+    private readonly run: (effect: Effect.Effect<void, TransportError>) => void
+  ) {}
+
+  get enabled(): boolean {
+    return this.options.size > 0
+  }
+
+  get users(): number {
+    return this.known.size
+  }
+
+  key(userId: string): string {
+    return `${this.options.keyPrefix}{${userId}}`
+  }
+
+  nextStamp(): number {
+    return ++this.stampCounter
+  }
+
+  record(userId: string, id: string, frame: Uint8Array, stamp?: number): void {
+    if (!this.enabled) return
+    if (stamp !== undefined) {
+      if (this.stamps.get(userId) === stamp) return
+      this.stamps.set(userId, stamp)
+    }
+    this.pending.push([this.key(userId), encodeItem(id, frame)])
+    if (this.known.size < 100_000) this.known.add(userId)
+    if (!this.scheduled) {
+      this.scheduled = true
+      process.nextTick(this.flush)
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false
+    const entries = this.pending
+    this.pending = []
+    this.stamps = new Map()
+    if (entries.length > 0) this.run(this.store.appendCapped(entries, this.options.size, this.options.ttlMs))
+  }
+
+  lookup(userId: string, lastEventId: string): Effect.Effect<Lookup, TransportError> {
+    return Effect.map(this.store.list(this.key(userId)), (items): Lookup => {
+      if (items.length === 0) return { _tag: "Miss", reason: "unknown" }
+      const decoded = items.map(decodeItem)
+      for (let k = decoded.length - 1; k >= 0; k--) {
+        if (decoded[k]?.id === lastEventId) {
+          const after = decoded.slice(k + 1).filter((d): d is NonNullable<typeof d> => d !== undefined)
+          return { _tag: "Found", frames: after.map((d) => d.frame), ids: after.map((d) => d.id) }
+        }
+      }
+      // A full list has pushed older frames out.
+      return { _tag: "Miss", reason: items.length >= this.options.size ? "evicted" : "unknown" }
+    })
+  }
+
+  clear(userId?: string): Effect.Effect<void, TransportError> {
+    if (userId !== undefined) {
+      this.known.delete(userId)
+      return this.store.del([this.key(userId)])
+    }
+    const keys = Array.from(this.known, (u) => this.key(u))
+    this.known.clear()
+    return keys.length === 0 ? Effect.void : this.store.del(keys)
+  }
+}
