@@ -33,7 +33,7 @@
  */
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -42,9 +42,11 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from "ioredis"
 import * as Clients from "./internal/redis/clients.js"
+import { settingsOf, timingOf } from "./internal/redis/options.js"
 import * as Shared from "./internal/redis/shared.js"
 import * as Internal from "./internal/redis/transport.js"
-import { fromRedisLike, type RedisLike, Transport, type TransportService } from "./Transport.js"
+import type { TransportError } from "./Errors.js"
+import { fromRedisLike, type Kv, type RedisLike, Transport, type TransportService } from "./Transport.js"
 
 // ---------------------------------------------------------------------------
 // options
@@ -154,14 +156,6 @@ export interface CommonOptions {
  */
 export type Options = (UrlOptions | ClientOptions | ClusterConnectionOptions | SentinelOptions) & CommonOptions
 
-const millis = (input: Duration.DurationInput | undefined, fallback: number): number =>
-  input === undefined ? fallback : Duration.toMillis(Duration.decode(input))
-
-const credentials = (options: CommonOptions): RedisOptions => ({
-  ...(options.password !== undefined ? { password: Redacted.value(options.password) } : {}),
-  ...(options.username !== undefined ? { username: options.username } : {})
-})
-
 const sourceOf = (options: Options): Clients.Source => {
   if ("url" in options) {
     const url = typeof options.url === "string" ? options.url : Redacted.value(options.url)
@@ -181,20 +175,6 @@ const sourceOf = (options: Options): Clients.Source => {
     }
   }
 }
-
-/** @internal */
-export const settingsOf = (options: CommonOptions): Clients.Settings => ({
-  redisOptions: { ...options.redisOptions, ...credentials(options) },
-  offlineTimeoutMs: millis(options.offlineTimeout, 1000),
-  commandTimeoutMs: millis(options.commandTimeout, 2000),
-  connectionName: options.connectionName ?? "ssekify"
-})
-
-/** @internal */
-export const timingOf = (options: CommonOptions): Internal.Timing => ({
-  offlineTimeoutMs: millis(options.offlineTimeout, 1000),
-  subscribeTimeoutMs: millis(options.subscribeTimeout, 2000)
-})
 
 // ---------------------------------------------------------------------------
 // constructors
@@ -271,7 +251,8 @@ export const fromAdapter = (
   return Effect.gen(function*() {
     if (options?.closeOnRelease && typeof adapter.close === "function") {
       const close = adapter.close.bind(adapter)
-      yield* Effect.addFinalizer(() => Effect.promise(async () => close()).pipe(Effect.ignore))
+      // a user's adapter may throw or reject on close: neither may fail the scope's release
+      yield* Effect.addFinalizer(() => Effect.ignore(Effect.tryPromise(async () => close())))
     }
     return yield* onConnections(carried.connections, carried.timing)
   })
@@ -296,6 +277,47 @@ export const layerAdapter = (
  * @category guards
  */
 export const isIORedisAdapter = (adapter: unknown): boolean => Shared.connectionsOf(adapter) !== undefined
+
+/**
+ * The key/value store of the Redis transport: the `Kv` of every transport plus list
+ * commands, for a replay buffer kept in Redis (so a browser that reconnects to another
+ * instance still gets what it missed).
+ *
+ * - `appendCapped(entries, maxLength, ttlMs)`: for each `[key, value]`, appends the
+ *   bytes to the list at `key`, keeps its last `maxLength` items (0: all) and sets its
+ *   time to live in ms (0: none); each key atomically (one script), all keys in one
+ *   round trip (pipelined; on a Cluster the keys may live in different slots).
+ * - `list(key)`: the items at `key`, oldest first (empty when missing or expired).
+ * - `del(keys)`: deletes the keys (one command per key, pipelined; any slots).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RedisKv extends Kv {
+  readonly appendCapped: (
+    entries: ReadonlyArray<readonly [key: string, value: Uint8Array]>,
+    maxLength: number,
+    ttlMs: number
+  ) => Effect.Effect<void, TransportError>
+  readonly list: (key: string) => Effect.Effect<ReadonlyArray<Uint8Array>, TransportError>
+  readonly del: (keys: ReadonlyArray<string>) => Effect.Effect<void, TransportError>
+}
+
+/**
+ * The {@link RedisKv} of a transport, when it is a Redis transport (made by {@link make},
+ * {@link layer} or {@link fromAdapter} on an ioredis adapter).
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const redisKv = (transport: TransportService): Option.Option<RedisKv> =>
+  Option.filter(
+    transport.kv,
+    (kv): kv is RedisKv =>
+      typeof (kv as Partial<RedisKv>).appendCapped === "function" &&
+      typeof (kv as Partial<RedisKv>).list === "function" &&
+      typeof (kv as Partial<RedisKv>).del === "function"
+  )
 
 // ---------------------------------------------------------------------------
 // config

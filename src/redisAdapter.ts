@@ -22,7 +22,7 @@ import * as Errors from "./internal/redis/errors.js"
 import * as Scripts from "./internal/redis/scripts.js"
 import * as Shared from "./internal/redis/shared.js"
 import type { CommonOptions } from "./RedisTransport.js"
-import { settingsOf, timingOf } from "./RedisTransport.js"
+import { settingsOf, timingOf } from "./internal/redis/options.js"
 import type { RedisKvLike, RedisLike } from "./Transport.js"
 
 /**

@@ -19,6 +19,22 @@ end
 return n
 `
 
+const appendCappedName = "ssekifyAppendCapped"
+
+/** RPUSH the value; keep the last ARGV[2] items (when > 0); PEXPIRE ARGV[3] ms (when > 0). */
+const appendCappedLua = `
+redis.call('RPUSH', KEYS[1], ARGV[1])
+local max = tonumber(ARGV[2])
+if max and max > 0 then
+  redis.call('LTRIM', KEYS[1], -max, -1)
+end
+local ttl = tonumber(ARGV[3])
+if ttl and ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+`
+
 /** A TTL in whole seconds for EXPIRE (rounded up, so a positive TTL never becomes 0). */
 export const seconds = (ttlSeconds: number): number => {
   if (!Number.isFinite(ttlSeconds) || ttlSeconds < 0) {
@@ -30,17 +46,31 @@ export const seconds = (ttlSeconds: number): number => {
 /** The scripts, bound to a connection. */
 export interface Scripts {
   readonly incrExpire: (key: string, ttlSeconds: number) => Promise<number>
+  readonly appendCapped: (key: string, value: Uint8Array, maxLength: number, ttlMs: number) => Promise<unknown>
 }
 
 type WithScripts = {
   readonly [incrExpireName]: (key: string, ttl: number) => Promise<number | string>
+  readonly [appendCappedName]: (key: string, value: Buffer, max: number, ttlMs: number) => Promise<unknown>
+}
+
+/** A view of the bytes as a `Buffer` (no copy). */
+export const bufferOf = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+const count = (n: number, what: string): number => {
+  if (!Number.isFinite(n) || n < 0) throw new RangeError(`${what} must be a finite number >= 0, got ${n}`)
+  return Math.ceil(n)
 }
 
 /** Registers the scripts on `client` (idempotent) and returns them. */
 export const install = (client: Client): Scripts => {
   client.defineCommand(incrExpireName, { numberOfKeys: 1, lua: incrExpireLua })
+  client.defineCommand(appendCappedName, { numberOfKeys: 1, lua: appendCappedLua })
   const commands = client as unknown as WithScripts
   return {
-    incrExpire: async (key, ttlSeconds) => Number(await commands[incrExpireName](key, seconds(ttlSeconds)))
+    incrExpire: async (key, ttlSeconds) => Number(await commands[incrExpireName](key, seconds(ttlSeconds))),
+    appendCapped: (key, value, maxLength, ttlMs) =>
+      commands[appendCappedName](key, bufferOf(value), count(maxLength, "maxLength"), count(ttlMs, "ttlMs"))
   }
 }

@@ -7,7 +7,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { TransportError } from "../../Errors.js"
-import type { Handlers, Kv, TransportService } from "../../Transport.js"
+import type { RedisKv } from "../../RedisTransport.js"
+import type { Handlers, TransportService } from "../../Transport.js"
 import { type Connections, publishOrdered, ReadyGate } from "./clients.js"
 import * as Errors from "./errors.js"
 import * as Scripts from "./scripts.js"
@@ -40,19 +41,20 @@ export const make = (connections: Connections, timing: Timing): Built => {
   const pubGate = new ReadyGate(publisher, "pub")
   const kvGate = new ReadyGate(kvClient, "kv")
   const channels = new Map<string, Set<Entry>>()
+  let released = false
   /** The pending or done SUBSCRIBE of each channel with subscribers. */
   const subscribed = new Map<string, Promise<unknown>>()
 
-  const reportAll = (error: TransportError) => {
-    for (const set of channels.values()) {
-      for (const entry of set) {
-        try {
-          entry.handlers.onError(error)
-        } catch {
-          // a failing error handler must not break the connection's event loop
-        }
-      }
+  const tell = (handlers: Handlers, error: TransportError) => {
+    try {
+      handlers.onError(error)
+    } catch {
+      // a failing error handler must not break the transport
     }
+  }
+
+  const reportAll = (error: TransportError) => {
+    for (const set of channels.values()) for (const entry of set) tell(entry.handlers, error)
   }
 
   const onMessage = (channel: string, message: string) => {
@@ -62,11 +64,7 @@ export const make = (connections: Connections, timing: Timing): Built => {
       try {
         entry.handlers.onMessage(message)
       } catch (cause) {
-        try {
-          entry.handlers.onError(new TransportError({ operation: "onMessage", cause }))
-        } catch {
-          // as above
-        }
+        tell(entry.handlers, new TransportError({ operation: "onMessage", cause }))
       }
     }
   }
@@ -83,10 +81,13 @@ export const make = (connections: Connections, timing: Timing): Built => {
   const subscribeChannel = (channel: string): Promise<unknown> => {
     let pending = subscribed.get(channel)
     if (pending === undefined) {
-      pending = subscriber.subscribe(channel)
-      // the rejection is observed by the callers; this keeps it from being unhandled
-      pending.catch(ignore)
-      subscribed.set(channel, pending)
+      const sent = subscriber.subscribe(channel)
+      pending = sent
+      subscribed.set(channel, sent)
+      // the callers observe a rejection; forget it so the next subscription sends SUBSCRIBE again
+      sent.catch(() => {
+        if (subscribed.get(channel) === sent) subscribed.delete(channel)
+      })
     }
     return pending
   }
@@ -100,7 +101,8 @@ export const make = (connections: Connections, timing: Timing): Built => {
   const waitSubscribed = (channel: string, handlers: Handlers): Promise<void> =>
     new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        handlers.onError(
+        tell(
+          handlers,
           new TransportError({
             operation: "subscribe",
             cause: new Error(
@@ -117,13 +119,12 @@ export const make = (connections: Connections, timing: Timing): Built => {
         },
         (cause) => {
           clearTimeout(timer)
-          handlers.onError(new TransportError({ operation: "subscribe", cause: Errors.sanitize(cause) }))
+          tell(handlers, new TransportError({ operation: "subscribe", cause: Errors.sanitize(cause) }))
           resolve()
         }
       )
     })
 
-  let released = false
   const closedError = () => Promise.reject(new Error("the Redis transport is closed"))
 
   const publish = (channel: string, message: string): Effect.Effect<void, TransportError> =>
@@ -132,40 +133,54 @@ export const make = (connections: Connections, timing: Timing): Built => {
       catch: (cause) => new TransportError({ operation: "publish", cause: Errors.sanitize(cause) })
     }).pipe(Effect.asVoid)
 
+  const register = (channel: string, handlers: Handlers): Entry => {
+    const entry: Entry = { handlers }
+    let set = channels.get(channel)
+    if (set === undefined) channels.set(channel, set = new Set())
+    set.add(entry)
+    subscribeChannel(channel)
+    return entry
+  }
+
+  const unregister = (channel: string, entry: Entry) => {
+    const set = channels.get(channel)
+    if (set === undefined) return
+    set.delete(entry)
+    if (set.size === 0) {
+      channels.delete(channel)
+      unsubscribeChannel(channel)
+    }
+  }
+
   const subscribe = (channel: string, handlers: Handlers): Effect.Effect<void, never, Scope.Scope> =>
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        const entry: Entry = { handlers }
-        let set = channels.get(channel)
-        if (set === undefined) channels.set(channel, set = new Set())
-        set.add(entry)
-        subscribeChannel(channel)
-        return entry
-      }),
-      (entry) =>
-        Effect.sync(() => {
-          const set = channels.get(channel)
-          if (set === undefined) return
-          set.delete(entry)
-          if (set.size === 0) {
-            channels.delete(channel)
-            unsubscribeChannel(channel)
-          }
-        })
-    ).pipe(Effect.zipRight(Effect.promise(() => waitSubscribed(channel, handlers))))
+    Effect.suspend(() => {
+      if (released) {
+        tell(handlers, new TransportError({ operation: "subscribe", cause: new Error("the Redis transport is closed") }))
+        return Effect.void
+      }
+      return Effect.acquireRelease(
+        Effect.sync(() => register(channel, handlers)),
+        (entry) => Effect.sync(() => unregister(channel, entry))
+      ).pipe(Effect.zipRight(Effect.promise(() => waitSubscribed(channel, handlers))))
+    })
 
   const scripts = Scripts.install(kvClient)
-  const kv: Kv = {
-    incrExpire: (key, ttlSeconds) =>
-      Effect.tryPromise({
-        try: () => released ? closedError() : kvGate.run(timing.offlineTimeoutMs, () => scripts.incrExpire(key, ttlSeconds)),
-        catch: (cause) => new TransportError({ operation: "incrExpire", cause: Errors.sanitize(cause) })
-      }),
-    expire: (key, ttlSeconds) =>
-      Effect.tryPromise({
-        try: () => released ? closedError() : kvGate.run(timing.offlineTimeoutMs, () => kvClient.expire(key, Scripts.seconds(ttlSeconds))),
-        catch: (cause) => new TransportError({ operation: "expire", cause: Errors.sanitize(cause) })
-      }).pipe(Effect.asVoid)
+  const onKv = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, TransportError> =>
+    Effect.tryPromise({
+      try: () => released ? closedError() : kvGate.run(timing.offlineTimeoutMs, f),
+      catch: (cause) => new TransportError({ operation, cause: Errors.sanitize(cause) })
+    })
+  const kv: RedisKv = {
+    incrExpire: (key, ttlSeconds) => onKv("incrExpire", () => scripts.incrExpire(key, ttlSeconds)),
+    expire: (key, ttlSeconds) => Effect.asVoid(onKv("expire", () => kvClient.expire(key, Scripts.seconds(ttlSeconds)))),
+    // one script per key, all written at once (pipelined: one round trip; on a Cluster,
+    // one batch per node, so keys need not share a slot)
+    appendCapped: (entries, maxLength, ttlMs) =>
+      Effect.asVoid(onKv("appendCapped", () =>
+        Promise.all(entries.map(([key, value]) => scripts.appendCapped(key, value, maxLength, ttlMs))))),
+    list: (key) => onKv("list", () => kvClient.lrangeBuffer(key, 0, -1)),
+    del: (keys) =>
+      Effect.asVoid(onKv("del", () => Promise.all(keys.map((key) => kvClient.del(key)))))
   }
 
   const service: TransportService = {
