@@ -12,7 +12,7 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { InvalidInput, LimitExceeded, ShuttingDown } from "./Errors.js"
-import type { IncomingMessage } from "node:http"
+import type { IncomingMessage, OutgoingHttpHeaders } from "node:http"
 import { SseKify } from "./SseKify.js"
 
 /**
@@ -28,6 +28,8 @@ export interface NodeResponse {
   end(): unknown
   on(event: "close" | "drain" | "error", listener: (...args: Array<any>) => void): unknown
   setHeader(name: string, value: string | number | ReadonlyArray<string>): unknown
+  /** Used to send the SSE headers in one block when present (every `ServerResponse` has it). */
+  writeHead?(statusCode: number, headers: OutgoingHttpHeaders): unknown
   readonly headersSent: boolean
   statusCode: number
   readonly writableEnded?: boolean

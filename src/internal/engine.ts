@@ -37,12 +37,12 @@ type Listener = (event: SseKifyEvent) => void
 type Prepared = { readonly data: unknown; readonly event: string | undefined; readonly id: string | undefined }
 type Encoded = { readonly frame: Uint8Array; readonly text: string }
 
-const SSE_HEADERS: ReadonlyArray<readonly [string, string]> = [
-  ["Content-Type", "text/event-stream; charset=utf-8"],
-  ["Cache-Control", "no-cache, no-transform"],
-  ["Connection", "keep-alive"],
-  ["X-Accel-Buffering", "no"]
-]
+const SSE_HEADER_OBJECT: Record<string, string | number | Array<string>> = Object.freeze({
+  "Content-Type": "text/event-stream; charset=utf-8",
+  "Cache-Control": "no-cache, no-transform",
+  "Connection": "keep-alive",
+  "X-Accel-Buffering": "no"
+})
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> => {
   if (typeof value !== "object" || value === null) return false
@@ -88,11 +88,6 @@ export class Engine {
   shutdownStarted = false
   /** Set once the instance has shut down for good (after the grace period). */
   closedForGood = false
-  /**
-   * Run by the layer's release after the connections are closed (the platform path
-   * waits there for response bodies that are still ending). See `SseKify.make`.
-   */
-  readonly releaseHooks: Array<Effect.Effect<void>> = []
   private readonly transport: TransportService
   private readonly replay: ReplayBufferService
   private readonly sequencer: SequencerImpl
@@ -207,11 +202,17 @@ export class Engine {
     }
     if (!res.headersSent) {
       try {
-        res.statusCode = 200
-        for (const [name, value] of SSE_HEADERS) res.setHeader(name, value)
         const extra = options?.headers
-        if (extra !== undefined && extra !== null) {
-          for (const name of Object.keys(extra)) res.setHeader(name, extra[name]!)
+        const headers = extra === undefined || extra === null
+          ? SSE_HEADER_OBJECT
+          : { ...SSE_HEADER_OBJECT, ...(extra as Record<string, string | number | Array<string>>) }
+        if (typeof res.writeHead === "function") {
+          // One header block, merged with headers the application set before; cheaper
+          // per connection than one setHeader per header.
+          res.writeHead(200, headers)
+        } else {
+          res.statusCode = 200
+          for (const name of Object.keys(headers)) res.setHeader(name, headers[name]!)
         }
       } catch {
         // headers already sent by someone else: tolerated
