@@ -490,8 +490,7 @@ export const make = (
 
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => (e.closedForGood ? Effect.void : e.shutdown(options?.shutdown))).pipe(
-        Effect.ensuring(Effect.sync(() => e.hub.stopTickers())),
-        Effect.ensuring(Effect.suspend(() => Effect.all(e.releaseHooks, { discard: true })))
+        Effect.ensuring(Effect.sync(() => e.hub.stopTickers()))
       )
     )
 
