@@ -20,14 +20,15 @@ import { RedisReplay } from "./internal/replayRedis.js"
 import type { Kv } from "./Transport.js"
 
 /**
- * Why a `Last-Event-ID` could not be found: never seen or cleared (`unknown`), the
- * user's frames expired (`expired`) or were evicted by the user limit or pushed out of
- * the ring (`evicted`).
+ * Why a reconnect cannot get everything it missed: the id was never seen or was cleared
+ * (`unknown`), the user's frames expired (`expired`) or were evicted by the user limit or
+ * pushed out of the ring (`evicted`), or frames were sent while the user had no
+ * connection and were not kept (`offline`; see `replayOffline`).
  *
  * @since 0.2.0
  * @category models
  */
-export type MissReason = "unknown" | "expired" | "evicted"
+export type MissReason = "unknown" | "expired" | "evicted" | "offline"
 
 /**
  * The result of a lookup: the frames after the id (possibly none: up to date), or a
@@ -37,7 +38,13 @@ export type MissReason = "unknown" | "expired" | "evicted"
  * @category models
  */
 export type Lookup =
-  | { readonly _tag: "Found"; readonly frames: ReadonlyArray<Uint8Array>; readonly ids: ReadonlyArray<string> }
+  | {
+    readonly _tag: "Found"
+    readonly frames: ReadonlyArray<Uint8Array>
+    readonly ids: ReadonlyArray<string>
+    /** Frames for the user were sent while it had no connection and were not kept. */
+    readonly missed?: boolean | undefined
+  }
   | { readonly _tag: "Miss"; readonly reason: MissReason }
 
 /**
@@ -63,6 +70,11 @@ export interface ReplayBufferService {
   readonly sweep: Effect.Effect<void>
   /** Users with recorded frames (in this store's view). */
   readonly users: () => number
+  /**
+   * A frame with an id was for a user who has no connection here: record it (when
+   * configured and the user has a buffer) or remember that the user missed something.
+   */
+  readonly offline?: ((userId: string, id: string, frame: Uint8Array) => void) | undefined
 }
 
 /**
@@ -86,6 +98,11 @@ export interface MemoryOptions {
   readonly ttlMs?: number | undefined
   /** Users kept at most (`recentMaxUsers`). Default 10 000. */
   readonly maxUsers?: number | undefined
+  /**
+   * Record frames for a user who has no connection but still has a buffer
+   * (`replayOffline`), so a reconnect after a short gap gets them. Default false (0.1.6).
+   */
+  readonly recordOffline?: boolean | undefined
 }
 
 /**
@@ -100,7 +117,8 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferS
     const resolved: MemoryReplayOptions = {
       size: Math.max(0, Math.floor(options?.size ?? 20)),
       ttlMs: Math.max(0, options?.ttlMs ?? 30 * 60 * 1000),
-      maxUsers: Math.max(0, Math.floor(options?.maxUsers ?? 10_000))
+      maxUsers: Math.max(0, Math.floor(options?.maxUsers ?? 10_000)),
+      recordOffline: options?.recordOffline ?? false
     }
     const store = new MemoryReplay(resolved)
     const now = () => clock.unsafeCurrentTimeMillis()
@@ -113,7 +131,8 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferS
       lookup: (userId, lastEventId) => Effect.sync(() => lookupSync(userId, lastEventId)),
       clear: (userId) => Effect.sync(() => store.clear(userId)),
       sweep: Effect.sync(() => void store.sweep(now())),
-      users: () => store.users
+      users: () => store.users,
+      offline: (userId, id, frame) => store.offline(userId, id, frame, now())
     }
   })
 

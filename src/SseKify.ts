@@ -149,8 +149,18 @@ export interface Options {
   readonly recentTTLMs?: number | undefined
   /** Users with a replay buffer at most (least recently active evicted). Default 10 000. */
   readonly recentMaxUsers?: number | undefined
-  /** When set, a reconnect whose `Last-Event-ID` is unknown first gets this event. Default: off. */
+  /**
+   * When set, a reconnect that cannot get everything it missed (the `Last-Event-ID` is
+   * unknown, expired, evicted, or frames were sent while it was offline and not kept)
+   * first gets this event with `{ lastEventId, reason }`. Default: off (the wire of 0.1.6).
+   */
   readonly replayGapEvent?: string | undefined
+  /**
+   * Keep frames sent to a user (with `sendToUser` / `publish` to the user) while the user
+   * has no connection on this instance but still has a replay buffer, so a reconnect after
+   * a short gap replays them. Default false: like 0.1.6, such frames are not recorded.
+   */
+  readonly replayOffline?: boolean | undefined
   /**
    * Where the replay buffer lives: `'memory'` (default, per instance) or `'redis'` (needs
    * the Redis transport: a reconnect to another instance still replays).
@@ -450,7 +460,8 @@ export const make = (
       : yield* ReplayBuffer.makeMemory({
         size: resolved.recentBufferSize,
         ttlMs: resolved.recentTTLMs,
-        maxUsers: resolved.recentMaxUsers
+        maxUsers: resolved.recentMaxUsers,
+        recordOffline: resolved.replayOffline
       })
 
     engine = new Engine({

@@ -141,6 +141,46 @@ describe("replay", () => {
     expect(JSON.parse(evicted.messages()[0]!.data)).toEqual({ lastEventId: "7", reason: "evicted" })
   })
 
+  it("frames sent while the user was offline: a gap event says so; replayOffline keeps them", async () => {
+    const gone = async (sse: SSEKify, c: RawClient) => {
+      c.close()
+      await new Promise<void>((resolve) => {
+        const t = setInterval(() => {
+          if (!sse.isUserOnline("g")) {
+            clearInterval(t)
+            resolve()
+          }
+        }, 5)
+      })
+    }
+    // default: not recorded (as 0.1.6), but the reconnect is told
+    const told = await setup({ replayGapEvent: "gap" })
+    const a = await told.open("?u=g")
+    told.sse.sendToUser("g", 1, { id: "1" })
+    await a.waitFor((c) => c.messages().length === 1)
+    await gone(told.sse, a)
+    expect(told.sse.sendToUser("g", 2, { id: "2" })).toBe(0)
+    const b = await told.open("?u=g", { "last-event-id": "1" })
+    await b.waitFor((c) => c.messages().length === 1)
+    expect(b.messages()[0]).toMatchObject({ event: "gap" })
+    expect(JSON.parse(b.messages()[0]!.data)).toEqual({ lastEventId: "1", reason: "offline" })
+    expect(told.sse.stats().replayMisses).toBe(1)
+
+    // replayOffline: kept and replayed, nothing lost
+    const kept = await setup({ replayGapEvent: "gap", replayOffline: true })
+    const c1 = await kept.open("?u=g")
+    kept.sse.sendToUser("g", 1, { id: "1" })
+    await c1.waitFor((c) => c.messages().length === 1)
+    await gone(kept.sse, c1)
+    expect(kept.sse.sendToUser("g", 2, { id: "2" })).toBe(0)
+    expect(kept.sse.sendToUser("g", 3, { id: "3" })).toBe(0)
+    expect(kept.sse.sendToUser("never-seen", 3, { id: "3" })).toBe(0)
+    const c2 = await kept.open("?u=g", { "last-event-id": "1" })
+    await c2.waitFor((c) => c.messages().length === 2)
+    expect(data(c2)).toEqual(["2", "3"])
+    expect(kept.sse.stats()).toMatchObject({ replayed: 2, replayMisses: 0 })
+  })
+
   it("an over-long Last-Event-ID is ignored with an 'error' event; the connection works", async () => {
     const { open, sse } = await setup({ maxLastEventIdLength: 64 })
     const errors: Array<Error & { code?: string }> = []

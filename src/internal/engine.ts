@@ -345,26 +345,26 @@ export class Engine {
     }
     if (!this.replay.enabled || lastEventId.length === 0) return
     const gapEvent = this.options.replayGapEvent
+    const gap = (reason: string) => Frame.message(JSON.stringify({ lastEventId, reason }), { event: gapEvent! })
+    const write = (frames: ReadonlyArray<Uint8Array>, replayed: ReadonlyArray<Uint8Array>) => {
+      if (conn.held === undefined) {
+        for (const frame of frames) this.hub.push(conn, frame)
+      } else {
+        // Live frames held during an asynchronous lookup may also be in the replay:
+        // the same message encodes to the same bytes on every instance.
+        this.hub.release(conn, frames, (frame) => replayed.some((r) => sameBytes(r, frame)))
+      }
+    }
     const apply = (lookup: Lookup) => {
       if (lookup._tag === "Found") {
         this.counters.replayed += lookup.frames.length
-        if (conn.held === undefined) {
-          for (const frame of lookup.frames) this.hub.push(conn, frame)
-        } else {
-          // Live frames held during an asynchronous lookup may also be in the replay:
-          // the same message encodes to the same bytes on every instance.
-          const replayed = lookup.frames
-          this.hub.release(conn, replayed, (frame) => replayed.some((r) => sameBytes(r, frame)))
-        }
+        if (lookup.missed === true) this.counters.replayMisses++
+        // Frames sent while the user had no connection were not kept: say so first.
+        write(lookup.missed === true && gapEvent !== undefined ? [gap("offline"), ...lookup.frames] : lookup.frames, lookup.frames)
         return
       }
       this.counters.replayMisses++
-      const first: Array<Uint8Array> = []
-      if (gapEvent !== undefined) {
-        first.push(Frame.message(JSON.stringify({ lastEventId, reason: lookup.reason }), { event: gapEvent }))
-      }
-      if (conn.held === undefined) for (const frame of first) this.hub.push(conn, frame)
-      else this.hub.release(conn, first)
+      write(gapEvent === undefined ? [] : [gap(lookup.reason)], [])
     }
     const sync = this.replay.lookupSync
     if (sync !== undefined) {
@@ -575,7 +575,12 @@ export class Engine {
 
   private deliverUser(userId: string, frame: Uint8Array, id: string | undefined): number {
     const entry = this.hub.users.get(userId)
-    if (entry === undefined) return 0
+    if (entry === undefined) {
+      // Not connected here: recorded only with `replayOffline` (for a user seen recently),
+      // otherwise remembered as missed so a reconnect can be told (gap event 'offline').
+      if (id !== undefined && this.replay.enabled) this.replay.offline?.(userId, id, frame)
+      return 0
+    }
     const hub = this.hub
     let count = 0
     if (Array.isArray(entry)) {

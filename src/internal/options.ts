@@ -53,6 +53,7 @@ export interface Resolved {
   readonly recentTTLMs: number
   readonly recentMaxUsers: number
   readonly replayGapEvent: string | undefined
+  readonly replayOffline: boolean
   readonly replay: "memory" | "redis"
   readonly replayKeyPrefix: string | undefined
   readonly maxLastEventIdLength: number
@@ -164,6 +165,7 @@ export const resolve = (options: Options | undefined): Resolved => {
     recentTTLMs: count("recentTTLMs", o.recentTTLMs, DEFAULTS.recentTTLMs),
     recentMaxUsers: Math.floor(count("recentMaxUsers", o.recentMaxUsers, DEFAULTS.recentMaxUsers)),
     replayGapEvent: optionalString("replayGapEvent", o.replayGapEvent),
+    replayOffline: o.replayOffline === true,
     replay: o.replay === undefined ? "memory" : o.replay === "memory" || o.replay === "redis"
       ? o.replay
       : fail("replay", `must be 'memory' or 'redis', got ${describe(o.replay)}`),

@@ -19,6 +19,8 @@ class Ring {
   lastActive: number
   /** Last record call that reached this ring (dedupes room / broadcast deliveries). */
   stamp = -1
+  /** A frame for this user was sent while it had no connection and was not kept. */
+  missed = false
 
   constructor(readonly capacity: number, now: number) {
     this.ids = new Array(capacity)
@@ -67,6 +69,8 @@ export interface MemoryReplayOptions {
   readonly ttlMs: number
   /** Users kept at most; the least recently active is evicted first. */
   readonly maxUsers: number
+  /** Record frames for users without a connection who still have a ring. */
+  readonly recordOffline: boolean
 }
 
 export class MemoryReplay {
@@ -120,6 +124,15 @@ export class MemoryReplay {
     if (this.rings.size > this.options.maxUsers) this.evictOldest(now)
   }
 
+  /** A frame with an id for a user without a connection on this instance. */
+  offline(userId: string, id: string, frame: Uint8Array, now: number): void {
+    if (!this.enabled) return
+    const ring = this.live(userId, now)
+    if (ring === undefined) return
+    if (this.options.recordOffline) this.record(userId, id, frame, now)
+    else ring.missed = true
+  }
+
   lookup(userId: string, lastEventId: string, now: number): Lookup {
     const ring = this.live(userId, now)
     if (ring === undefined) {
@@ -130,8 +143,12 @@ export class MemoryReplay {
     ring.lastActive = now
     this.rings.set(userId, ring)
     const found = ring.after(lastEventId)
+    const missed = ring.missed
+    ring.missed = false
     if (found === undefined) return { _tag: "Miss", reason: ring.overflowed ? "evicted" : "unknown" }
-    return { _tag: "Found", frames: found.frames, ids: found.ids }
+    return missed
+      ? { _tag: "Found", frames: found.frames, ids: found.ids, missed: true }
+      : { _tag: "Found", frames: found.frames, ids: found.ids }
   }
 
   clear(userId?: string): void {
