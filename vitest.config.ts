@@ -3,6 +3,9 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Builds dist/ once (into a temp dir, then renamed in) before any file runs: the
+    // examples and the package test load the built package.
+    globalSetup: ["test/examples/globalSetup.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Suites start real servers, redis-server processes and a browser: keep the

@@ -152,6 +152,19 @@ describe("frame ids", () => {
     expect(ids[2]).toMatch(new RegExp(`^\\d{13}-${sse.instanceId}-0$`))
   })
 
+  it("'timestamp' ids stay unique within a millisecond; replay after one loses nothing", async () => {
+    const { client, sse } = await setup({ autoFields: { timestamp: false }, seq: { frameIdPolicy: "timestamp" } })
+    for (let n = 0; n < 50; n++) sse.sendToUser("u", { n })
+    for (let n = 0; n < 20; n++) sse.sendToUser("u", { requestId: n % 2 === 0 ? "a" : "b" })
+    await client.waitFor((c) => c.messages().length === 70)
+    const ids = client.messages().map((m) => m.id!)
+    expect(new Set(ids).size).toBe(70)
+    const ms = ids.map((id) => Number(id.split("-")[0]))
+    for (let i = 1; i < ms.length; i++) expect(ms[i]!).toBeGreaterThanOrEqual(ms[i - 1]!)
+    expect(ids[0]).toMatch(new RegExp(`-${sse.instanceId}-0$`))
+    expect(ids.slice(50, 54).map((id) => id.split("-").at(-1))).toEqual(["0", "0", "1", "1"])
+  })
+
   it("a function policy gets the data and the seq", async () => {
     const { client, received, sse } = await setup({
       autoFields: { timestamp: false },

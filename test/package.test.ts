@@ -8,6 +8,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { ensureBuilt } from "./examples/harness.js"
 
 const root = path.resolve(__dirname, "..")
 let dir = ""
@@ -15,9 +16,12 @@ let dir = ""
 const run = (cmd: string, args: Array<string>, cwd = dir) =>
   execFileSync(cmd, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 180_000 })
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "ssekify-pkg-"))
-  const out = run("npm", ["pack", "--pack-destination", dir, "--silent"], root)
+  // Build through the shared, lock-guarded build (which never empties dist/ under the
+  // examples that are running), then pack without the prepack build.
+  await ensureBuilt()
+  const out = run("npm", ["pack", "--pack-destination", dir, "--silent", "--ignore-scripts"], root)
   const tarball = path.join(dir, out.trim().split("\n").at(-1)!)
   const effectVersion = JSON.parse(fs.readFileSync(path.join(root, "node_modules/effect/package.json"), "utf8")).version
   fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "consumer", private: true }))

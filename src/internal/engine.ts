@@ -25,7 +25,7 @@ import * as Frame from "../Frame.js"
 import type { Lookup, ReplayBufferService } from "../ReplayBuffer.js"
 import type { SendOptions, ShutdownOptions, SseKifyEvent, SseKifyEventMap, Stats } from "../SseKify.js"
 import type { TransportService } from "../Transport.js"
-import { instanceBits, Snowflake } from "./frameId.js"
+import { instanceBits, Snowflake, TimestampIds } from "./frameId.js"
 import { Conn, Hub, type SinkResponse } from "./hub.js"
 import { DEFAULTS, describe, type Resolved, type ResolvedConnection, resolveConnection } from "./options.js"
 import type { SequencerImpl } from "./sequencer.js"
@@ -97,6 +97,7 @@ export class Engine {
   private readonly counters = { errorCount: 0, replayed: 0, replayMisses: 0, published: 0, received: 0 }
   private readonly retryFrames = new Map<number, Uint8Array>()
   private readonly snowflake: Snowflake
+  private readonly timestampIds: TimestampIds
   private readonly connPrefix: string
   private connCounter = 0
 
@@ -112,6 +113,7 @@ export class Engine {
       `${Math.random().toString(36).slice(2, 10)}${(instanceCounter++).toString(36)}-${pid}`
     this.connPrefix = Math.random().toString(36).slice(2, 8)
     this.snowflake = new Snowflake(instanceBits(this.instanceId), this.now)
+    this.timestampIds = new TimestampIds(this.instanceId, this.now)
     const keepAliveEvent = deps.options.keepAliveEvent
     this.hub = new Hub({
       onDisconnect: (conn) => this.emit("disconnect", { userId: conn.userId, connId: conn.id }),
@@ -437,7 +439,7 @@ export class Engine {
     const policy = this.options.frameIdPolicy
     if (policy === "none") return undefined
     const n = typeof seq === "number" ? seq : 0
-    if (policy === "timestamp") return `${this.now()}-${this.instanceId}-${n}`
+    if (policy === "timestamp") return this.timestampIds.next(n)
     if (policy === "snowflake") return this.snowflake.next()
     try {
       const id = policy(data, n)

@@ -54,6 +54,37 @@ export class Snowflake {
   }
 }
 
+/**
+ * The `'timestamp'` policy: `<epochMs>-<instanceId>-<seq>` (the format of 0.1.6), made
+ * unique within an instance. 0.1.6 wrote the same id for two frames of one millisecond
+ * with the same `seq` (0 for data without one), and a replay after such an id skipped
+ * the other frame. Here the millisecond part never decreases and moves on by one when
+ * the `(ms, seq)` pair was used already, so ids stay unique and time-ordered; under a
+ * burst it may run a few milliseconds ahead of the clock.
+ */
+export class TimestampIds {
+  private lastMs = -1
+  private readonly used = new Set<number>()
+
+  constructor(private readonly instanceId: string, private readonly now: () => number) {}
+
+  next(seq: number): string {
+    let ms = this.now()
+    if (ms <= this.lastMs) {
+      ms = this.lastMs
+      if (this.used.has(seq)) {
+        ms = this.lastMs + 1
+        this.used.clear()
+      }
+    } else {
+      this.used.clear()
+    }
+    this.lastMs = ms
+    this.used.add(seq)
+    return `${ms}-${this.instanceId}-${seq}`
+  }
+}
+
 /** Decodes a snowflake into its parts (for tests and debugging). */
 export const decodeSnowflake = (id: string): { readonly ms: number; readonly instance: number; readonly counter: number } => {
   const n = BigInt(id)
