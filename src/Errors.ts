@@ -216,11 +216,13 @@ export class LimitExceeded extends Data.TaggedError("LimitExceeded")<{
   readonly limit: "maxConnections" | "maxConnectionsPerUser" | "maxRoomsPerConnection"
   readonly value: number
   readonly userId?: string | undefined
+  /** Where the limit counted: this instance (default) or the cluster (`connectionLimitScope: 'cluster'`). */
+  readonly scope?: "instance" | "cluster" | undefined
 }> {
   readonly code = "LIMIT_EXCEEDED" as const
   readonly level: Level = "error"
   override get message(): string {
-    return `limit_exceeded: ${this.limit} (${this.value})${this.userId === undefined ? "" : ` for user ${this.userId}`}`
+    return `limit_exceeded: ${this.limit} (${this.value})${this.userId === undefined ? "" : ` for user ${this.userId}`}${this.scope === "cluster" ? " in the cluster" : ""}`
   }
 }
 

@@ -39,7 +39,16 @@ import {
   type ShuttingDown,
   type TransportError
 } from "./Errors.js"
-import { Engine } from "./internal/engine.js"
+import { Engine, refuse } from "./internal/engine.js"
+import * as Presence from "./internal/presence.js"
+import type {
+  ClusterQuery,
+  ConnectionLimitScope,
+  InstanceQuery,
+  PresenceError,
+  PresenceOptions,
+  Scope as PresenceScope
+} from "./Presence.js"
 import { resolve } from "./internal/options.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
 import * as Sequencer from "./Sequencer.js"
@@ -200,6 +209,17 @@ export interface Options {
    * 0.1.6 (unsigned) are then refused. Default: unsigned.
    */
   readonly busSecret?: string | Redacted.Redacted<string> | undefined
+  /**
+   * Cluster-wide presence (needs the Redis transport): `true` or `{ heartbeatMs, ttlMs }`.
+   * Enables `{ scope: 'cluster' }` on `isUserOnline` / `getUserConnectionCount` and
+   * `connectionLimitScope: 'cluster'`. See the `Presence` module. Default: off.
+   */
+  readonly presence?: boolean | PresenceOptions | undefined
+  /**
+   * Where `maxConnectionsPerUser` counts: `'instance'` (default) or `'cluster'` (turns
+   * `presence` on; a registration then waits for one Redis round trip, see `Presence`).
+   */
+  readonly connectionLimitScope?: ConnectionLimitScope | undefined
 }
 
 /**
@@ -324,10 +344,21 @@ export interface SseKifyService {
   /** Closes a user's connections, or all. */
   readonly close: (userId?: string) => Effect.Effect<void>
   readonly stats: Effect.Effect<Stats>
-  readonly getUserConnectionCount: (userId: string) => Effect.Effect<number>
+  /**
+   * Connections of a user on this instance; with `{ scope: 'cluster' }` (needs the
+   * `presence` option) on every instance, from Redis.
+   */
+  readonly getUserConnectionCount: {
+    (userId: string, query?: InstanceQuery): Effect.Effect<number>
+    (userId: string, query: ClusterQuery): Effect.Effect<number, PresenceError>
+  }
   readonly getUserConnectionIds: (userId: string) => Effect.Effect<ReadonlyArray<string>>
   readonly getAllUsersConnectionStats: Effect.Effect<Record<string, number>>
-  readonly isUserOnline: (userId: string) => Effect.Effect<boolean>
+  /** Whether a user has a connection on this instance, or with `{ scope: 'cluster' }` anywhere. */
+  readonly isUserOnline: {
+    (userId: string, query?: InstanceQuery): Effect.Effect<boolean>
+    (userId: string, query: ClusterQuery): Effect.Effect<boolean, PresenceError>
+  }
   /** Forgets the replay buffer of a user, or of everyone. */
   readonly clearRecent: (userId?: string) => Effect.Effect<void, TransportError>
   /** New connections get 503 + `Retry-After`; open ones stay. */
@@ -474,6 +505,8 @@ export const make = (
       fork: (effect) => void runFork(effect)
     })
     const e = engine
+    // Before the shutdown finalizer below, so it is released after the connections closed.
+    const presence = yield* Presence.make(e, transport, every, now, refuse)
 
     // The bus subscription registers its handlers at once (synchronously: an in-process
     // bus sees the next publish) and may wait for the broker's confirmation in the
@@ -519,10 +552,16 @@ export const make = (
       publishToRoom: (room, data, opts) => e.publish("room", room, data, opts),
       close: (userId) => Effect.sync(() => e.close(userId)),
       stats: Effect.sync(() => e.stats()),
-      getUserConnectionCount: (userId) => Effect.sync(() => e.userConnectionCount(userId)),
+      getUserConnectionCount: ((userId: string, query?: { readonly scope?: PresenceScope | undefined }) =>
+        query?.scope === "cluster"
+          ? Presence.clusterCount(presence, "getUserConnectionCount", userId)
+          : Effect.sync(() => e.userConnectionCount(userId))) as SseKifyService["getUserConnectionCount"],
       getUserConnectionIds: (userId) => Effect.sync(() => e.userConnectionIds(userId)),
       getAllUsersConnectionStats: Effect.sync(() => e.allUsersConnectionStats()),
-      isUserOnline: (userId) => Effect.sync(() => e.userConnectionCount(userId) > 0),
+      isUserOnline: ((userId: string, query?: { readonly scope?: PresenceScope | undefined }) =>
+        query?.scope === "cluster"
+          ? Effect.map(Presence.clusterCount(presence, "isUserOnline", userId), (n) => n > 0)
+          : Effect.sync(() => e.userConnectionCount(userId) > 0)) as SseKifyService["isUserOnline"],
       clearRecent: (userId) => replay.clear(userId === "" || userId === null ? undefined : userId),
       stopAccepting: Effect.sync(() => e.stopAccepting()),
       shutdown: (opts) => e.shutdown(opts),

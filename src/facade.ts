@@ -22,7 +22,8 @@ import type { ServerResponse } from "node:http"
 import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
 import { InvalidInput, RequestIdRequired, type SendError, ShuttingDown } from "./Errors.js"
 import { Engine, isResponse } from "./internal/engine.js"
-import { describe } from "./internal/options.js"
+import { describe, resolve as resolveOptions } from "./internal/options.js"
+import type { ClusterQuery, InstanceQuery } from "./Presence.js"
 import { createIORedisAdapter } from "./redisAdapter.js"
 import * as RedisTransport from "./RedisTransport.js"
 import {
@@ -129,6 +130,9 @@ export class SSEKify extends EventEmitter {
     this.on("error", () => {
       if (!this.#forwarding) this.#externalErrors++
     })
+    // Option errors are thrown here, synchronously and before anything is opened.
+    resolveOptions(options)
+    requireRedisTransport(options)
     const layer = Layer.scoped(SseKify, makeService(options, { unrefTimers: true })).pipe(
       Layer.provide(transportLayer(options?.redis))
     )
@@ -250,9 +254,22 @@ export class SSEKify extends EventEmitter {
     this.#runtime.runFork(this.#service.clearRecent(userId), { immediate: true })
   }
 
-  /** Active connections of `userId` (0 for an unknown or invalid id). */
-  getUserConnectionCount(userId: string): number {
+  /**
+   * Active connections of `userId` on this instance (0 for an unknown or invalid id).
+   * With `{ scope: 'cluster' }` (needs the `presence` option): on every instance, from
+   * Redis, as a promise (rejects with `TransportError` when Redis is away).
+   */
+  getUserConnectionCount(userId: string, query?: InstanceQuery): number
+  getUserConnectionCount(userId: string, query: ClusterQuery): Promise<number>
+  getUserConnectionCount(userId: string, query?: InstanceQuery | ClusterQuery): number | Promise<number> {
+    if (query?.scope === "cluster") return this.#cluster(this.#service.getUserConnectionCount(userId, { scope: "cluster" }))
     return this.#engine.userConnectionCount(userId)
+  }
+
+  #cluster<A>(effect: Effect.Effect<A, unknown>): Promise<A> {
+    return this.#runtime.runPromise(effect).catch((e: unknown) => {
+      throw unwrapDefect(e)
+    })
   }
 
   /** Ids of `userId`'s active connections. */
@@ -265,8 +282,14 @@ export class SSEKify extends EventEmitter {
     return this.#engine.allUsersConnectionStats()
   }
 
-  /** Whether `userId` has at least one active connection. */
-  isUserOnline(userId: string): boolean {
+  /**
+   * Whether `userId` has at least one active connection on this instance; with
+   * `{ scope: 'cluster' }` (needs `presence`), on any instance, as a promise.
+   */
+  isUserOnline(userId: string, query?: InstanceQuery): boolean
+  isUserOnline(userId: string, query: ClusterQuery): Promise<boolean>
+  isUserOnline(userId: string, query?: InstanceQuery | ClusterQuery): boolean | Promise<boolean> {
+    if (query?.scope === "cluster") return this.#cluster(this.#service.isUserOnline(userId, { scope: "cluster" }))
     return this.#engine.userConnectionCount(userId) > 0
   }
 
@@ -290,6 +313,24 @@ export class SSEKify extends EventEmitter {
       this.#shutdown = this.#runtime.runPromise(this.#service.shutdown(safe)).then(() => this.#runtime.dispose())
     }
     return this.#shutdown
+  }
+}
+
+/**
+ * Options that need the Redis transport are refused here, before the bus is opened: a
+ * layer that fails after its transport was acquired releases it asynchronously (the
+ * adapter's `close()`), and `runSync` would then throw Effect's "cannot be resolved
+ * synchronously" instead of the `InvalidInput`.
+ */
+const requireRedisTransport = (options: SSEKifyOptions | undefined): void => {
+  if (options === undefined || options === null || typeof options !== "object") return
+  const redis = options.redis
+  const isRedis = (typeof redis === "string" && redis !== "") || RedisTransport.isIORedisAdapter(redis)
+  if (isRedis || redis === undefined || redis === null || redis === "") return
+  const reason = "needs the Redis transport (a Redis URL, createIORedisAdapter(...) or RedisTransport.layer)"
+  if (options.replay === "redis") throw new InvalidInput({ field: "replay", reason: `'redis' ${reason}` })
+  if ((options.presence !== undefined && options.presence !== false) || options.connectionLimitScope === "cluster") {
+    throw new InvalidInput({ field: options.presence !== undefined && options.presence !== false ? "presence" : "connectionLimitScope", reason })
   }
 }
 

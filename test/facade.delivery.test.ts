@@ -217,12 +217,16 @@ describe("delivery", () => {
   it("a payload cannot inject id or event lines, nor can event / id values", async () => {
     const f = await setup({ serializer: (d) => String(d) })
     const c = await f.open("alice")
+    const errors: Array<Error & { field?: string }> = []
+    f.sse.on("error", (e) => errors.push(e as never))
     f.sse.sendToUser("alice", "x\rid: evil\revent: evil", { event: "ok\r\nid: 666", id: "7\nevent: bad\u0000" })
     await c.waitFor((x) => x.messages().length === 1)
     const [m] = c.messages()
     expect(m).toMatchObject({ id: "7 event: bad ", event: "ok  id: 666", data: "x\nid: evil\nevent: evil" })
     expect(c.text()).not.toMatch(/^id: evil/m)
     expect(c.text()).not.toMatch(/^event: evil/m)
+    // delivered with the fields cleaned, and reported
+    expect(errors.map((e) => e.field)).toEqual(["opts.event", "opts.id"])
   })
 })
 

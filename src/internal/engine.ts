@@ -50,6 +50,8 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> => {
   return proto === Object.prototype || proto === null
 }
 
+const FIELD_UNSAFE = /[\r\n\0]/
+
 const isNonEmptyString = (value: unknown): value is string => typeof value === "string" && value.length > 0
 
 /** A seq key from `keyExtractor`: a non-empty string or a finite number. */
@@ -88,6 +90,13 @@ export class Engine {
   shutdownStarted = false
   /** Set once the instance has shut down for good (after the grace period). */
   closedForGood = false
+  /**
+   * Set by cluster-wide presence (`connectionLimitScope: 'cluster'`, see
+   * `internal/presence.ts`): a registration that passed the local checks is opened by
+   * the hook once the cluster admits it (`open` sets the SSE headers and attaches).
+   */
+  admission: ((userId: string, res: NodeResponse, connId: string, open: () => ConnectionHandle) => ConnectionHandle) | undefined =
+    undefined
   private readonly transport: TransportService
   private readonly replay: ReplayBufferService
   private readonly sequencer: SequencerImpl
@@ -202,6 +211,22 @@ export class Engine {
       refuse(res, perUser ? 429 : 503, perUser ? "Too many connections for this user" : "Too many connections", !perUser)
       return Either.left(admitted.left)
     }
+    if (this.admission !== undefined) {
+      const connId = this.nextConnId()
+      const resolved = checked.right
+      return Either.right(this.admission(userId as string, res, connId, () => this.open(userId as string, res, options, resolved, connId)))
+    }
+    return Either.right(this.open(userId as string, res, options, checked.right, this.nextConnId()))
+  }
+
+  /** Sets the SSE headers and attaches (`register` after its checks). */
+  private open(
+    userId: string,
+    res: NodeResponse,
+    options: RegisterOptions | undefined,
+    resolved: ResolvedConnection,
+    connId: string
+  ): ConnectionHandle {
     if (!res.headersSent) {
       try {
         const extra = options?.headers
@@ -220,7 +245,12 @@ export class Engine {
         // headers already sent by someone else: tolerated
       }
     }
-    return Either.right(this.attach(userId as string, res, checked.right, options?.lastEventId ?? lastEventIdOf(res)))
+    return this.attach(userId, res, resolved, options?.lastEventId ?? lastEventIdOf(res), connId)
+  }
+
+  /** A new connection id. */
+  nextConnId(): string {
+    return this.connPrefix + (++this.connCounter).toString(36)
   }
 
   /**
@@ -294,9 +324,9 @@ export class Engine {
     userId: string,
     sink: SinkResponse,
     resolved: ResolvedConnection,
-    lastEventId: string | undefined
+    lastEventId: string | undefined,
+    connId: string = this.nextConnId()
   ): ConnectionHandle {
-    const connId = this.connPrefix + (++this.connCounter).toString(36)
     const conn = new Conn(
       connId,
       userId,
@@ -469,6 +499,14 @@ export class Engine {
       if (i.length > this.options.maxIdLength) {
         return new InvalidInput({ field: "opts.id", reason: `is longer than maxIdLength (${this.options.maxIdLength})` })
       }
+    }
+    // CR, LF and NUL cannot reach the wire (Frame replaces them by spaces, as 0.1.6 did);
+    // the frame still goes out, and the caller hears of it.
+    if (e !== undefined && FIELD_UNSAFE.test(e)) {
+      this.report(new InvalidInput({ field: "opts.event", reason: "contains CR, LF or NUL (replaced by spaces on the wire)" }))
+    }
+    if (i !== undefined && FIELD_UNSAFE.test(i)) {
+      this.report(new InvalidInput({ field: "opts.id", reason: "contains CR, LF or NUL (replaced by spaces on the wire)" }))
     }
     return { event: e, id: i }
   }
@@ -778,7 +816,7 @@ export const isResponse = (res: unknown): res is NodeResponse =>
   typeof (res as NodeResponse).setHeader === "function"
 
 /** Answers a request that will not become an SSE connection. */
-const refuse = (res: NodeResponse, status: number, body: string, retryAfter: boolean): void => {
+export const refuse = (res: NodeResponse, status: number, body: string, retryAfter: boolean): void => {
   try {
     if (!res.headersSent) {
       res.statusCode = status

@@ -8,6 +8,8 @@ import { InvalidInput } from "../Errors.js"
 import type { AutoFieldsOptions, FrameIdPolicy, Options, SeqOptions } from "../SseKify.js"
 import type { RedisKvLike } from "../Transport.js"
 import { Policy } from "./hub.js"
+import type { ConnectionLimitScope } from "../Presence.js"
+import { resolveOptions as resolvePresence, type ResolvedPresence } from "./presence.js"
 
 export const DEFAULTS = {
   channel: "ssekify:bus",
@@ -84,6 +86,9 @@ export interface Resolved {
   readonly maxIdLength: number
   /** HMAC key of the bus messages; undefined: unsigned (compatible with 0.1.6). */
   readonly busSecret: Redacted.Redacted<string> | undefined
+  /** Cluster-wide presence (`internal/presence.ts`); undefined: off. */
+  readonly presence: ResolvedPresence | undefined
+  readonly connectionLimitScope: ConnectionLimitScope
 }
 
 const fail = (field: string, reason: string): never => {
@@ -197,7 +202,8 @@ export const resolve = (options: Options | undefined): Resolved => {
     maxRoomNameLength: Math.floor(count("maxRoomNameLength", o.maxRoomNameLength, DEFAULTS.maxRoomNameLength, 1)),
     maxEventNameLength: Math.floor(count("maxEventNameLength", o.maxEventNameLength, DEFAULTS.maxEventNameLength, 1)),
     maxIdLength: Math.floor(count("maxIdLength", o.maxIdLength, DEFAULTS.maxIdLength, 1)),
-    busSecret: secretOf(o.busSecret)
+    busSecret: secretOf(o.busSecret),
+    ...resolvePresence(o.presence, o.connectionLimitScope)
   }
 }
 

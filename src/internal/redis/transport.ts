@@ -11,7 +11,9 @@ import type { RedisKv } from "../../RedisTransport.js"
 import type { Handlers, TransportService } from "../../Transport.js"
 import { type Connections, publishOrdered, ReadyGate } from "./clients.js"
 import * as Errors from "./errors.js"
+import * as PresenceScripts from "./presence.js"
 import * as Scripts from "./scripts.js"
+import type { PresenceStore } from "../../Presence.js"
 
 /** Timing of the transport, in milliseconds. */
 export interface Timing {
@@ -183,11 +185,27 @@ export const make = (connections: Connections, timing: Timing): Built => {
       Effect.asVoid(onKv("del", () => Promise.all(keys.map((key) => kvClient.del(key)))))
   }
 
+  // -- presence (Presence.ts): separate from the bus and replay commands ---------
+  const presenceScripts = PresenceScripts.install(kvClient)
+  const presence: PresenceStore = {
+    admit: (key, member, ttlMs, max, closeOldest) =>
+      onKv("presence.admit", () => presenceScripts.admit(key, member, ttlMs, max, closeOldest)),
+    beat: (entries, ttlMs) =>
+      onKv("presence.beat", () =>
+        Promise.all(entries.map(([key, members]) => presenceScripts.beat(key, members, ttlMs))).then((all) => all.flat())),
+    remove: (entries) =>
+      Effect.asVoid(onKv("presence.remove", () =>
+        Promise.all(entries.map(([key, members]) => presenceScripts.remove(key, members))))),
+    count: (key) => onKv("presence.count", () => presenceScripts.count(key))
+  }
+  const kvWithPresence: RedisKv & { readonly presence: PresenceStore } = { ...kv, presence }
+  // ------------------------------------------------------------------------------
+
   const service: TransportService = {
     kind: "redis",
     publish,
     subscribe,
-    kv: Option.some(kv)
+    kv: Option.some(kvWithPresence)
   }
 
   const release = () => {

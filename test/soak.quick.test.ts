@@ -1,0 +1,76 @@
+/**
+ * The fault and abuse suite must not rot: `soak/run.ts --quick` (smaller sizes, every
+ * scenario) runs here on real sockets and real redis-server processes, and every check
+ * it makes must pass. The figures themselves are for `npm run soak` (README,
+ * "Reliability").
+ */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { describe, expect, it } from "vitest"
+import { redisAvailable } from "./support/redisServer.js"
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+
+interface Report {
+  readonly quick: boolean
+  readonly results: ReadonlyArray<{
+    readonly scenario: string
+    readonly ok: boolean
+    readonly error?: string
+    readonly figures: Record<string, unknown>
+    readonly checks: ReadonlyArray<{ readonly name: string; readonly ok: boolean; readonly detail: string }>
+  }>
+}
+
+const run = (args: ReadonlyArray<string>, timeoutMs: number) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "soak/run.ts", ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
+    // SIGINT: the runner stops its redis-servers and children before it exits
+    const timer = setTimeout(() => child.kill("SIGINT"), timeoutMs)
+    child.on("close", (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+
+describe("soak --quick", () => {
+  it("runs every scenario and every check passes", async () => {
+    const out = path.join(os.tmpdir(), `ssekify-soak-quick-${process.pid}.json`)
+    const r = await run(["--quick", `--out=${out}`], 150_000)
+    const context = `exit ${String(r.code)}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr.slice(-4000)}`
+    expect(fs.existsSync(out), context).toBe(true)
+    const report = JSON.parse(fs.readFileSync(out, "utf8")) as Report
+    fs.rmSync(out, { force: true })
+    expect(report.quick).toBe(true)
+    const names = report.results.map((x) => x.scenario)
+    expect(names, context).toEqual([
+      "stalled clients, dropPolicy 'oldest'",
+      "stalled clients, dropPolicy 'newest'",
+      "stalled clients, dropPolicy 'disconnect'",
+      "connect / disconnect cycles",
+      "Redis SIGKILLed and restarted under traffic",
+      "Sentinel failover under traffic",
+      "hostile input",
+      "shutdown with open connections"
+    ])
+    for (const result of report.results) {
+      if (result.error?.startsWith("SKIPPED") === true) {
+        // only the Redis scenarios may skip, and never where redis-server is installed
+        expect(redisAvailable(), `${result.scenario}: ${result.error}`).toBe(false)
+        continue
+      }
+      expect(result.error, `${result.scenario}\n${context}`).toBeUndefined()
+      expect(result.checks.length, result.scenario).toBeGreaterThan(0)
+      for (const check of result.checks) expect(check.ok, `${result.scenario}: ${check.name} ${check.detail}\n${context}`).toBe(true)
+      expect(Object.keys(result.figures).length, result.scenario).toBeGreaterThan(0)
+    }
+    expect(r.code, context).toBe(0)
+  }, 180_000)
+})
