@@ -3,7 +3,9 @@ import { defineConfig } from "tsup"
 export default defineConfig({
   entry: {
     index: "src/index.ts",
-    client: "src/client/index.ts"
+    client: "src/client/index.ts",
+    platform: "src/HttpSse.ts",
+    prometheus: "src/prometheus.ts"
   },
   format: ["esm", "cjs"],
   dts: true,

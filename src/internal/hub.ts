@@ -50,6 +50,8 @@ export class Conn {
   held: Array<Uint8Array> | undefined = undefined
   /** The hub this connection is registered in. */
   hub: Hub | undefined = undefined
+  /** Metrics hook: when the blocked queue got its first frame (`performance.now()`); 0: not measured. */
+  queuedAt = 0
 
   constructor(
     readonly id: string,
@@ -119,6 +121,15 @@ export class Hub {
   }
   private dirty: Array<Conn> = []
   private flushScheduled = false
+  /**
+   * Metrics hook (set by the `Metrics` / `prometheus` modules): called with the
+   * milliseconds from a tick's first `push` to the last `write()` of that tick's
+   * flush, and from a blocked queue's first frame to its `write()` after `'drain'`.
+   * Undefined (the default): no clock is read.
+   */
+  observeLatency: ((ms: number) => void) | undefined = undefined
+  /** Metrics hook: `performance.now()` at the first `push` of the pending tick; 0: not measured. */
+  private tickStart = 0
   private readonly tickers = new Map<number, Ticker>()
   private readonly flushAll = () => this.flushDirty()
 
@@ -250,6 +261,7 @@ export class Hub {
       this.dirty.push(conn)
       if (!this.flushScheduled) {
         this.flushScheduled = true
+        if (this.observeLatency !== undefined) this.tickStart = performance.now()
         process.nextTick(this.flushAll)
       }
     }
@@ -294,6 +306,7 @@ export class Hub {
     }
     let frames = conn.frames
     if (frames === undefined) conn.frames = frames = []
+    if (conn.count === 0 && this.observeLatency !== undefined) conn.queuedAt = performance.now()
     frames.push(frame)
     conn.count++
     conn.bytes += size
@@ -335,7 +348,13 @@ export class Hub {
   drain(conn: Conn): void {
     if (conn.closed) return
     conn.blocked = false
-    if (conn.count > 0) this.flush(conn, true)
+    if (conn.count > 0) {
+      this.flush(conn, true)
+      if (conn.queuedAt !== 0) {
+        this.observeLatency?.(performance.now() - conn.queuedAt)
+        conn.queuedAt = 0
+      }
+    }
   }
 
   private flushDirty(): void {
@@ -346,6 +365,10 @@ export class Hub {
       const conn = list[i]!
       conn.dirty = false
       if (!conn.blocked) this.flush(conn)
+    }
+    if (this.tickStart !== 0) {
+      this.observeLatency?.(performance.now() - this.tickStart)
+      this.tickStart = 0
     }
   }
 

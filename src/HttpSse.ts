@@ -1,0 +1,303 @@
+/**
+ * SSE endpoints on `@effect/platform` (`HttpRouter`, `HttpServer`, `NodeHttpServer`):
+ * the same connection as `registerConnection` on a Node response — SSE headers,
+ * `retry:`, heartbeats, `Last-Event-ID` replay, backpressure with the connection's
+ * `dropPolicy`, 503 + `Retry-After` while not accepting, 400 on invalid input — as an
+ * `HttpServerResponse` whose body streams the connection.
+ *
+ * The connection lives as long as the response body: it is registered when the
+ * server starts sending the body, removed when the client goes away (the server
+ * interrupts the body), and the body ends when the connection is closed
+ * (`sse.close(userId)`, shutdown, backpressure `'disconnect'`).
+ *
+ * ```ts
+ * import { HttpRouter, HttpServer } from "@effect/platform"
+ * import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ * import { createServer } from "node:http"
+ * import { SseKifyLive, Transport } from "ssekify"
+ * import * as HttpSse from "ssekify/platform"
+ *
+ * const app = HttpRouter.empty.pipe(
+ *   HttpRouter.get("/sse", HttpSse.handler({ rooms: ["global"] })) // ?userId=alice
+ * )
+ * // SseKify beside NodeHttpServer (both provided to the app): its shutdown ends the
+ * // open streams before the HTTP server closes.
+ * HttpServer.serve(app).pipe(
+ *   Layer.provide(SseKifyLive),
+ *   Layer.provide(Transport.layerNone),
+ *   Layer.provide(NodeHttpServer.layer(createServer, { port: 3000 })),
+ *   Layer.launch,
+ *   NodeRuntime.runMain
+ * )
+ * ```
+ *
+ * Shutdown order matters with `@effect/platform-node` (Effect-TS/effect#3922): the
+ * HTTP server's release waits for every open response, and an SSE body only ends
+ * when the `SseKify` layer shuts down. Build the `SseKify` layer after (or beside)
+ * `NodeHttpServer.layer` — `Layer.provide(SseKifyLive)` before
+ * `Layer.provide(NodeHttpServer.layer(...))` as above — so that it is released
+ * first.
+ *
+ * @since 0.2.0
+ */
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Effect from "effect/Effect"
+import type * as Stream from "effect/Stream"
+import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
+import { InvalidInput, type LimitExceeded, ShuttingDown } from "./Errors.js"
+import type { Engine } from "./internal/engine.js"
+import type { ResolvedConnection } from "./internal/options.js"
+import { connectionStream, DEFAULT_HIGH_WATER_MARK, underlyingResponse } from "./internal/platform.js"
+import { SseKify, type SseKifyService, unsafeEngine } from "./SseKify.js"
+
+/**
+ * Options of {@link respond} and {@link stream}: those of `registerConnection`, plus
+ * the body's buffer and a hook with the connection's handle.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RespondOptions extends RegisterOptions {
+  /**
+   * Bytes the body may hold that the server has not taken yet before the connection
+   * counts as blocked (its frames then queue under `maxQueueItems` /
+   * `maxQueueBytes` / `dropPolicy`). Default 16 384, a Node response's.
+   */
+  readonly highWaterMark?: number | undefined
+  /**
+   * Runs with the connection's handle (id, `join`, `leave`, `close`) once the
+   * connection is registered, when the server starts sending the body. Default: none.
+   */
+  readonly onConnect?: ((handle: ConnectionHandle) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * Options of {@link handler}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HandlerOptions extends RespondOptions {
+  /** The query parameter holding the user id. Default `'userId'`. */
+  readonly userIdParam?: string | undefined
+  /** The user id when the query has none; without it, a request without one gets 400. Default: none. */
+  readonly defaultUserId?: string | undefined
+  /**
+   * A query parameter with rooms to join (repeated, or comma-separated), added to
+   * `rooms`. Default: none (rooms come from the options only).
+   */
+  readonly roomsParam?: string | undefined
+}
+
+/**
+ * Why a connection was refused: a bad user id or option (`InvalidInput`, 400), the
+ * instance not accepting (`ShuttingDown`, 503), or a connection limit
+ * (`LimitExceeded`: `maxConnections` 503, `maxConnectionsPerUser` 429).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type SseRefusal = InvalidInput | ShuttingDown | LimitExceeded
+
+/**
+ * The headers of an SSE response: `Content-Type: text/event-stream; charset=utf-8`,
+ * `Cache-Control: no-cache, no-transform`, `Connection: keep-alive`,
+ * `X-Accel-Buffering: no`.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const headers: Readonly<Record<string, string>> = Object.freeze({
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  "connection": "keep-alive",
+  "x-accel-buffering": "no"
+})
+
+const CONTENT_TYPE = headers["content-type"]!
+
+/**
+ * The id a reconnecting client sends: the `Last-Event-ID` header, else the
+ * `lastEventId` / `last-event-id` / `Last-Event-ID` query parameter.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const lastEventIdOf = (request: HttpServerRequest.HttpServerRequest): string | undefined => {
+  const header = request.headers["last-event-id"]
+  if (typeof header === "string" && header.length > 0) return header
+  const params = queryOf(request.url)
+  if (params === undefined) return undefined
+  return params.get("lastEventId") || params.get("last-event-id") || params.get("Last-Event-ID") || undefined
+}
+
+const queryOf = (url: string): URLSearchParams | undefined => {
+  const q = url.indexOf("?")
+  if (q < 0) return undefined
+  try {
+    return new URLSearchParams(url.slice(q + 1))
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The response refusing a connection, as on the Node path (plain text): 503 +
+ * `Retry-After: 2` for `ShuttingDown` and `maxConnections`, 429 for
+ * `maxConnectionsPerUser`, 400 for `InvalidInput`.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const errorResponse = (error: SseRefusal): HttpServerResponse.HttpServerResponse => {
+  switch (error._tag) {
+    case "ShuttingDown":
+      return HttpServerResponse.text("Server is shutting down", { status: 503, headers: { "retry-after": "2" } })
+    case "LimitExceeded":
+      return error.limit === "maxConnectionsPerUser"
+        ? HttpServerResponse.text("Too many connections for this user", { status: 429 })
+        : HttpServerResponse.text("Too many connections", { status: 503, headers: { "retry-after": "2" } })
+    case "InvalidInput":
+      return HttpServerResponse.text(error.field === "userId" ? "userId required" : "invalid SSE connection options", {
+        status: 400
+      })
+  }
+}
+
+const engineOf = (sse: SseKifyService): Engine => unsafeEngine(sse)
+
+interface Prepared {
+  readonly engine: Engine
+  readonly resolved: ResolvedConnection
+  readonly hwm: number
+}
+
+const prepare = (
+  sse: SseKifyService,
+  userId: string,
+  options: RespondOptions | undefined
+): Effect.Effect<Prepared, SseRefusal> => {
+  const engine = engineOf(sse)
+  if (!engine.accepting) return Effect.fail(new ShuttingDown({ operation: "registerConnection" }))
+  const checked = engine.check(userId, options)
+  if (checked._tag === "Left") {
+    engine.report(checked.left)
+    return Effect.fail(checked.left)
+  }
+  const hwm = options?.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
+  if (typeof hwm !== "number" || !Number.isFinite(hwm) || hwm < 1) {
+    const error = new InvalidInput({ field: "options.highWaterMark", reason: `must be a number >= 1, got ${String(hwm)}` })
+    engine.report(error)
+    return Effect.fail(error)
+  }
+  const admitted = engine.admit(userId)
+  if (admitted._tag === "Left") {
+    engine.report(admitted.left)
+    return Effect.fail(admitted.left)
+  }
+  return Effect.succeed({ engine, resolved: checked.right, hwm })
+}
+
+/**
+ * The body of an SSE connection for `userId` (`lastEventId` from the options only):
+ * to build the response yourself with {@link headers}, or for other transports.
+ * Fails like {@link respond}.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const stream = (
+  userId: string,
+  options?: RespondOptions
+): Effect.Effect<Stream.Stream<Uint8Array>, SseRefusal, SseKify> =>
+  Effect.flatMap(SseKify, (sse) =>
+    Effect.flatMap(prepare(sse, userId, options), ({ engine, hwm, resolved }) =>
+      Effect.map(Effect.serviceOption(HttpServerRequest.HttpServerRequest), (request) =>
+        connectionStream(
+          engine,
+          userId,
+          resolved,
+          options?.lastEventId,
+          hwm,
+          options?.onConnect,
+          request._tag === "Some" ? underlyingResponse(request.value) : undefined
+        ))))
+
+/**
+ * The SSE response for `userId` on the current request: the SSE headers plus
+ * `options.headers`, and a body that streams the connection (`Last-Event-ID` from the
+ * options, else the request's header or query). Fails with `ShuttingDown` while the
+ * instance is not accepting, `InvalidInput` on a bad user id or option and
+ * `LimitExceeded` over `maxConnections` / `maxConnectionsPerUser` (instance scope);
+ * map them with {@link errorResponse} (or use {@link handler}, which does).
+ *
+ * The connection is registered when the server starts sending the body (it is the
+ * body's lifetime); `onConnect` gets its handle then.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const respond = (
+  userId: string,
+  options?: RespondOptions
+): Effect.Effect<
+  HttpServerResponse.HttpServerResponse,
+  SseRefusal,
+  SseKify | HttpServerRequest.HttpServerRequest
+> =>
+  Effect.flatMap(SseKify, (sse) =>
+    Effect.flatMap(prepare(sse, userId, options), ({ engine, hwm, resolved }) =>
+      Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+        const lastEventId = options?.lastEventId ?? lastEventIdOf(request)
+        return HttpServerResponse.stream(
+          connectionStream(engine, userId, resolved, lastEventId, hwm, options?.onConnect, underlyingResponse(request)),
+          { status: 200, headers: responseHeaders(options?.headers), contentType: contentTypeOf(options?.headers) }
+        )
+      })))
+
+const responseHeaders = (extra: RegisterOptions["headers"]): Record<string, string | ReadonlyArray<string>> => {
+  const out: Record<string, string | ReadonlyArray<string>> = { ...headers }
+  if (extra === undefined || extra === null) return out
+  for (const name of Object.keys(extra)) {
+    const value = extra[name]!
+    out[name.toLowerCase()] = typeof value === "number" ? String(value) : value
+  }
+  return out
+}
+
+const contentTypeOf = (extra: RegisterOptions["headers"]): string => {
+  if (extra === undefined || extra === null) return CONTENT_TYPE
+  for (const name of Object.keys(extra)) {
+    if (name.toLowerCase() === "content-type") return String(extra[name])
+  }
+  return CONTENT_TYPE
+}
+
+/**
+ * A route handler: the user id from the query (`?userId=`), rooms from the options
+ * (and `roomsParam`), refusals as responses (400 / 429 / 503, see {@link errorResponse}).
+ *
+ * ```ts
+ * HttpRouter.get("/sse", HttpSse.handler({ rooms: ["global"], dropPolicy: "disconnect" }))
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const handler = (
+  options?: HandlerOptions
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, SseKify | HttpServerRequest.HttpServerRequest> =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const params = queryOf(request.url)
+    const userId = params?.get(options?.userIdParam ?? "userId") || options?.defaultUserId || ""
+    let register: RespondOptions | undefined = options
+    const roomsParam = options?.roomsParam
+    if (roomsParam !== undefined && params !== undefined) {
+      const extra = params.getAll(roomsParam).flatMap((value) => value.split(",")).map((room) => room.trim())
+        .filter((room) => room.length > 0)
+      if (extra.length > 0) register = { ...options, rooms: [...(options?.rooms ?? []), ...extra] }
+    }
+    return respond(userId, register).pipe(Effect.catchAll((error) => Effect.succeed(errorResponse(error))))
+  })
