@@ -55,6 +55,8 @@ export const Envelope = Schema.Struct({
   id: Schema.optional(FrameId),
   at: Schema.Number,
   origin: Schema.optional(Schema.String),
+  /** The publisher's message counter (0–1023): orders frames of one millisecond in a shared replay store. */
+  n: Schema.optional(Schema.Int),
   /** HMAC of the envelope when the bus is signed (`busSecret`). */
   sig: Schema.optional(Schema.String)
 }).pipe(
@@ -123,6 +125,7 @@ export const make = (fields: {
   readonly id?: string | undefined
   readonly at: number
   readonly origin: string
+  readonly n?: number | undefined
 }): Envelope => {
   // Key order as the original wrote it; undefined fields vanish in JSON.
   const env: { -readonly [K in keyof Envelope]: Envelope[K] } = { type: fields.type, data: fields.data, at: fields.at }
@@ -130,6 +133,7 @@ export const make = (fields: {
   if (fields.event !== undefined) env.event = fields.event
   if (fields.id !== undefined) env.id = fields.id
   env.origin = fields.origin
+  if (fields.n !== undefined) env.n = fields.n
   return env
 }
 
@@ -149,6 +153,7 @@ export const encode = (env: Envelope, serialized?: string): string => {
   if (env.id !== undefined) tail.id = env.id
   tail.at = env.at
   if (env.origin !== undefined) tail.origin = env.origin
+  if (env.n !== undefined) tail.n = env.n
   if (env.sig !== undefined) tail.sig = env.sig
   let data: string | undefined
   try {

@@ -279,15 +279,17 @@ export const layerAdapter = (
 export const isIORedisAdapter = (adapter: unknown): boolean => Shared.connectionsOf(adapter) !== undefined
 
 /**
- * The key/value store of the Redis transport: the `Kv` of every transport plus list
- * commands, for a replay buffer kept in Redis (so a browser that reconnects to another
- * instance still gets what it missed).
+ * The key/value store of the Redis transport: the `Kv` of every transport plus scored,
+ * capped collections, for a replay buffer kept in Redis (so a browser that reconnects
+ * to another instance still gets what it missed).
  *
- * - `appendCapped(entries, maxLength, ttlMs)`: for each `[key, value]`, appends the
- *   bytes to the list at `key`, keeps its last `maxLength` items (0: all) and sets its
- *   time to live in ms (0: none); each key atomically (one script), all keys in one
- *   round trip (pipelined; on a Cluster the keys may live in different slots).
- * - `list(key)`: the items at `key`, oldest first (empty when missing or expired).
+ * - `appendCapped(entries, maxLength, ttlMs)`: for each `[key, value, score]`, adds the
+ *   bytes to the sorted set at `key` (an identical value already there is kept once,
+ *   with its first score), keeps the `maxLength` highest-scored items (0: all) and
+ *   sets its time to live in ms (0: none); each key atomically (one script), all keys
+ *   in one round trip (pipelined; on a Cluster the keys may live in different slots).
+ *   Order comes from the scores, not from which instance's write arrived first.
+ * - `list(key)`: the items at `key`, lowest score first (empty when missing or expired).
  * - `del(keys)`: deletes the keys (one command per key, pipelined; any slots).
  *
  * @since 0.2.0
@@ -295,7 +297,7 @@ export const isIORedisAdapter = (adapter: unknown): boolean => Shared.connection
  */
 export interface RedisKv extends Kv {
   readonly appendCapped: (
-    entries: ReadonlyArray<readonly [key: string, value: Uint8Array]>,
+    entries: ReadonlyArray<readonly [key: string, value: Uint8Array, score: number]>,
     maxLength: number,
     ttlMs: number
   ) => Effect.Effect<void, TransportError>

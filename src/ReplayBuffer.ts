@@ -58,8 +58,12 @@ export interface ReplayBufferService {
   readonly enabled: boolean
   /** A new stamp for one delivery to many connections (dedupes users reached twice). */
   readonly stamp: () => number
-  /** Records a frame for a user. Synchronous: called on the delivery path. */
-  readonly record: (userId: string, id: string, frame: Uint8Array, stamp?: number) => void
+  /**
+   * Records a frame for a user. Synchronous: called on the delivery path. `order` places
+   * it among the user's frames in a shared store (publish time × 1024 + the publisher's
+   * counter), whichever instance records it.
+   */
+  readonly record: (userId: string, id: string, frame: Uint8Array, stamp?: number, order?: number) => void
   /** The frames after `lastEventId` for `userId`. */
   readonly lookup: (userId: string, lastEventId: string) => Effect.Effect<Lookup, TransportError>
   /** Present when the store answers synchronously (memory): no live frame can interleave. */
@@ -71,10 +75,13 @@ export interface ReplayBufferService {
   /** Users with recorded frames (in this store's view). */
   readonly users: () => number
   /**
-   * A frame with an id was for a user who has no connection here: record it (when
-   * configured and the user has a buffer) or remember that the user missed something.
+   * A frame with an id was for a user who has no connection here (`published`: this
+   * instance published it, it did not come off the bus). Memory: record it (with
+   * `replayOffline`, for a user who has a buffer) or remember that the user missed
+   * something. Redis: the publishing instance records it, so a browser between two
+   * instances still gets it; instances that got it off the bus leave it alone.
    */
-  readonly offline?: ((userId: string, id: string, frame: Uint8Array) => void) | undefined
+  readonly offline?: ((userId: string, id: string, frame: Uint8Array, published: boolean, order?: number) => void) | undefined
 }
 
 /**
@@ -151,13 +158,16 @@ export const layerMemory = (options?: MemoryOptions): Layer.Layer<ReplayBuffer> 
  * @category models
  */
 export interface ListStore {
-  /** Appends each value to its key's list, keeps the last `maxLength`, sets the TTL; one round trip. */
+  /**
+   * Adds each value to its key's collection with its score (an identical value is kept
+   * once), keeps the `maxLength` highest-scored, sets the TTL; one round trip.
+   */
   readonly appendCapped: (
-    entries: ReadonlyArray<readonly [key: string, value: Uint8Array]>,
+    entries: ReadonlyArray<readonly [key: string, value: Uint8Array, score: number]>,
     maxLength: number,
     ttlMs: number
   ) => Effect.Effect<void, TransportError>
-  /** The items of a list, oldest first. */
+  /** The items of a collection, lowest score first. */
   readonly list: (key: string) => Effect.Effect<ReadonlyArray<Uint8Array>, TransportError>
   readonly del: (keys: ReadonlyArray<string>) => Effect.Effect<void, TransportError>
 }
@@ -217,8 +227,11 @@ export const makeRedis = (
     return {
       enabled: replay.enabled,
       stamp: () => replay.nextStamp(),
-      record: (userId, id, frame, stamp) => replay.record(userId, id, frame, stamp),
+      record: (userId, id, frame, stamp, order) => replay.record(userId, id, frame, stamp, order),
       lookupSync: undefined,
+      offline: (userId, id, frame, published, order) => {
+        if (published) replay.record(userId, id, frame, undefined, order)
+      },
       lookup: (userId, lastEventId) => replay.lookup(userId, lastEventId),
       clear: (userId) => replay.clear(userId),
       sweep: Effect.void,

@@ -124,7 +124,10 @@ export interface SeqOptions {
   readonly frameIdPolicy?: FrameIdPolicy | undefined
   /** An explicit key/value client for the global seq (`incr`, `expire`); `null`: none. */
   readonly redis?: RedisKvLike | null | undefined
-  /** Prefix of the seq keys in Redis. Default `'ssekify:seq:'`. */
+  /**
+   * Prefix of the seq keys in Redis. Default `'ssekify:seq:'` on the default channel,
+   * `'<channel>:seq:'` on any other (so tenants on their own channels never share counters).
+   */
   readonly redisKeyPrefix?: string | undefined
   /** TTL of a key (Redis and memory), seconds. Default 86 400. */
   readonly redisTTLSeconds?: number | undefined

@@ -98,6 +98,22 @@ describe("memory transport", () => {
     expect(onB.messages().map((m) => m.data)).toEqual(['"for tenant b"'])
   })
 
+  it("tenants on different channels never share seq counters", async () => {
+    const bus = createMemoryBus()
+    const a = await instance(bus, { channel: "ssekify:bus:tenant:a" })
+    const b = await instance(bus, { channel: "ssekify:bus:tenant:b" })
+    const onA = await a.open("?u=alice")
+    const onB = await b.open("?u=alice")
+    for (let i = 0; i < 3; i++) {
+      await a.sse.publish({ requestId: "same" }, "alice")
+      await b.sse.publish({ requestId: "same" }, "alice")
+    }
+    await onA.waitFor((c) => c.messages().length === 3)
+    await onB.waitFor((c) => c.messages().length === 3)
+    expect(onA.messages().map((m) => JSON.parse(m.data).seq)).toEqual([0, 1, 2])
+    expect(onB.messages().map((m) => JSON.parse(m.data).seq)).toEqual([0, 1, 2])
+  })
+
   it("seq is global across instances sharing the bus's counters", async () => {
     const bus = createMemoryBus()
     const a = await instance(bus)

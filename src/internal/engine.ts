@@ -109,6 +109,7 @@ export class Engine {
   private readonly timestampIds: TimestampIds
   private readonly connPrefix: string
   private connCounter = 0
+  private orderCounter = 0
 
   constructor(deps: EngineDeps) {
     this.options = deps.options
@@ -380,7 +381,7 @@ export class Engine {
     const gap = (reason: string) => Frame.message(JSON.stringify({ lastEventId, reason }), { event: gapEvent! })
     const write = (frames: ReadonlyArray<Uint8Array>, replayed: ReadonlyArray<Uint8Array>) => {
       if (conn.held === undefined) {
-        for (const frame of frames) this.hub.push(conn, frame)
+        this.hub.pushAll(conn, frames)
       } else {
         // Live frames held during an asynchronous lookup may also be in the replay:
         // the same message encodes to the same bytes on every instance.
@@ -584,7 +585,7 @@ export class Engine {
     if (!("data" in p)) return p
     const e = this.encode(p.data, p.event, p.id)
     if (!("frame" in e)) return e
-    return this.deliverUser(userId as string, e.frame, p.id)
+    return this.deliverUser(userId as string, e.frame, p.id, false, this.nextOrder())
   }
 
   sendToAll(data: unknown, opts?: SendOptions): number | SendError {
@@ -592,7 +593,7 @@ export class Engine {
     if (!("data" in p)) return p
     const e = this.encode(p.data, p.event, p.id)
     if (!("frame" in e)) return e
-    return this.deliverAll(e.frame, p.id)
+    return this.deliverAll(e.frame, p.id, this.nextOrder())
   }
 
   sendToRoom(room: unknown, data: unknown, opts?: SendOptions): number | SendError {
@@ -605,7 +606,7 @@ export class Engine {
     if (!("data" in p)) return p
     const e = this.encode(p.data, p.event, p.id)
     if (!("frame" in e)) return e
-    return this.deliverRoom(room, e.frame, p.id)
+    return this.deliverRoom(room, e.frame, p.id, this.nextOrder())
   }
 
   /** The facade's form: failures become `'error'` events and a count of 0. */
@@ -613,12 +614,23 @@ export class Engine {
     return typeof result === "number" ? result : this.failed(result)
   }
 
-  private deliverUser(userId: string, frame: Uint8Array, id: string | undefined): number {
+  /** `published`: this instance published the message (it did not come off the bus). */
+  /**
+   * Where a frame goes among a user's frames in a shared replay store: send time × 1024
+   * plus this instance's counter (the envelope carries both as `at` and `n`, so every
+   * instance that records the frame gives it the same place).
+   */
+  private nextOrder(at = this.now()): number {
+    this.orderCounter = (this.orderCounter + 1) & 1023
+    return at * 1024 + this.orderCounter
+  }
+
+  private deliverUser(userId: string, frame: Uint8Array, id: string | undefined, published: boolean, order: number): number {
     const entry = this.hub.users.get(userId)
     if (entry === undefined) {
-      // Not connected here: recorded only with `replayOffline` (for a user seen recently),
-      // otherwise remembered as missed so a reconnect can be told (gap event 'offline').
-      if (id !== undefined && this.replay.enabled) this.replay.offline?.(userId, id, frame)
+      // Not connected here: the replay buffer decides (memory: keep it with
+      // `replayOffline` or remember it was missed; Redis: the publisher keeps it).
+      if (id !== undefined && this.replay.enabled) this.replay.offline?.(userId, id, frame, published, order)
       return 0
     }
     const hub = this.hub
@@ -626,23 +638,23 @@ export class Engine {
     if (Array.isArray(entry)) {
       for (let i = 0; i < entry.length; i++) if (hub.push(entry[i]!, frame)) count++
     } else if (hub.push(entry, frame)) count++
-    if (id !== undefined && this.replay.enabled) this.replay.record(userId, id, frame)
+    if (id !== undefined && this.replay.enabled) this.replay.record(userId, id, frame, undefined, order)
     this.emit("message-sent", { scope: "user", userId, count })
     return count
   }
 
-  private deliverAll(frame: Uint8Array, id: string | undefined): number {
+  private deliverAll(frame: Uint8Array, id: string | undefined, order: number): number {
     const hub = this.hub
     let count = 0
     for (const conn of hub.conns.values()) if (hub.push(conn, frame)) count++
     if (id !== undefined && this.replay.enabled) {
-      for (const userId of hub.users.keys()) this.replay.record(userId, id, frame)
+      for (const userId of hub.users.keys()) this.replay.record(userId, id, frame, undefined, order)
     }
     this.emit("message-sent", { scope: "all", count })
     return count
   }
 
-  private deliverRoom(room: string, frame: Uint8Array, id: string | undefined): number {
+  private deliverRoom(room: string, frame: Uint8Array, id: string | undefined, order: number): number {
     const members = this.hub.rooms.get(room)
     if (members === undefined) return 0
     const hub = this.hub
@@ -650,7 +662,7 @@ export class Engine {
     for (const conn of members) if (hub.push(conn, frame)) count++
     if (id !== undefined && this.replay.enabled) {
       const stamp = this.replay.stamp()
-      for (const conn of members) this.replay.record(conn.userId, id, frame, stamp)
+      for (const conn of members) this.replay.record(conn.userId, id, frame, stamp, order)
     }
     this.emit("message-sent", { scope: "room", room, count })
     return count
@@ -678,14 +690,16 @@ export class Engine {
       return Effect.flatMap(this.prepareGlobal(data, opts), (p): Effect.Effect<void, SendError | TransportError> => {
         const e = this.encode(p.data, p.event, p.id)
         if (!("frame" in e)) return Effect.fail(e)
-        if (type === "all") this.deliverAll(e.frame, p.id)
-        else if (type === "user") this.deliverUser(target!, e.frame, p.id)
-        else this.deliverRoom(target!, e.frame, p.id)
+        const at = this.now()
+        const order = this.nextOrder(at)
+        if (type === "all") this.deliverAll(e.frame, p.id, order)
+        else if (type === "user") this.deliverUser(target!, e.frame, p.id, true, order)
+        else this.deliverRoom(target!, e.frame, p.id, order)
         if (this.transport.kind === "none") return Effect.void
         let message: string
         try {
           message = Envelope.encode(
-            Envelope.make({ type, target, data: p.data, event: p.event, id: p.id, at: this.now(), origin: this.instanceId }),
+            Envelope.make({ type, target, data: p.data, event: p.event, id: p.id, at, origin: this.instanceId, n: order & 1023 }),
             e.text
           )
         } catch (cause) {
@@ -718,17 +732,22 @@ export class Engine {
     const env = decoded.right
     if (env.origin === this.instanceId) return
     this.counters.received++
-    this.emit("publish", env)
+    if (this.listeners.size > 0) {
+      // Listeners get the envelope in 0.1.6's shape, without the bus's own fields.
+      const { n: _n, sig: _sig, ...published } = env
+      this.emit("publish", published)
+    }
     const e = this.encode(env.data, env.event, env.id)
     if (!("frame" in e)) {
       this.report(e)
       return
     }
-    if (env.type === "all") this.deliverAll(e.frame, env.id)
-    else if (env.type === "user") this.deliverUser(env.target!, e.frame, env.id)
+    const order = env.at * 1024 + ((env.n ?? 0) & 1023)
+    if (env.type === "all") this.deliverAll(e.frame, env.id, order)
+    else if (env.type === "user") this.deliverUser(env.target!, e.frame, env.id, false, order)
     else if (env.type === "room") {
       const members = this.hub.rooms.get(env.target!)
-      if (members !== undefined && members.size > 0) this.deliverRoom(env.target!, e.frame, env.id)
+      if (members !== undefined && members.size > 0) this.deliverRoom(env.target!, e.frame, env.id, order)
     }
   }
 

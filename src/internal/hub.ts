@@ -271,6 +271,28 @@ export class Hub {
     return true
   }
 
+  /**
+   * Hands a replay to a connection: written whole, in one write, whatever its length
+   * (it is bounded by `recentBufferSize`), not frame by frame against the queue's item
+   * limit, which would drop its middle as soon as the first write filled the buffer.
+   */
+  pushAll(conn: Conn, frames: ReadonlyArray<Uint8Array>): void {
+    if (frames.length === 0 || conn.closed) return
+    if (conn.held !== undefined || conn.blocked) {
+      for (let i = 0; i < frames.length; i++) this.push(conn, frames[i]!)
+      return
+    }
+    let list = conn.frames
+    if (list === undefined) conn.frames = list = []
+    for (let i = 0; i < frames.length; i++) {
+      list.push(frames[i]!)
+      conn.bytes += frames[i]!.length
+    }
+    conn.count += frames.length
+    this.metrics.sent += frames.length
+    this.flush(conn)
+  }
+
   /** While blocked: the bounded queue and its policy. */
   private enqueue(conn: Conn, frame: Uint8Array): boolean {
     const size = frame.length
@@ -385,7 +407,7 @@ export class Hub {
     const held = conn.held
     conn.held = undefined
     if (conn.closed) return
-    for (let i = 0; i < first.length; i++) this.push(conn, first[i]!)
+    this.pushAll(conn, first)
     if (held === undefined) return
     for (let i = 0; i < held.length; i++) {
       const frame = held[i]!

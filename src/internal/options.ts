@@ -185,7 +185,12 @@ export const resolve = (options: Options | undefined): Resolved => {
     seqKey: fn<(d: Data) => unknown>("seq.keyExtractor", seq.keyExtractor) ?? defaultSeqKey,
     seqFinal: fn<(d: Data) => unknown>("seq.finalPredicate", seq.finalPredicate) ?? defaultFinal,
     frameIdPolicy: policy,
-    seqKeyPrefix: optionalString("seq.redisKeyPrefix", seq.redisKeyPrefix) ?? DEFAULTS.seqKeyPrefix,
+    // Tenants on their own channel get their own seq keys; the default channel keeps
+    // 0.1.6's prefix, so old and new instances share counters during an upgrade.
+    seqKeyPrefix: optionalString("seq.redisKeyPrefix", seq.redisKeyPrefix) ??
+      ((optionalString("channel", o.channel) ?? DEFAULTS.channel) === DEFAULTS.channel
+        ? DEFAULTS.seqKeyPrefix
+        : `${o.channel}:seq:`),
     seqTTLSeconds: count("seq.redisTTLSeconds", seq.redisTTLSeconds, DEFAULTS.seqTTLSeconds),
     seqMaxKeys: Math.floor(count("seq.maxKeys", seq.maxKeys, DEFAULTS.seqMaxKeys, 1)),
     seqKv: seqKvOf(seq),

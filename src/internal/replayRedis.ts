@@ -3,10 +3,13 @@
  * instance still gets what it missed.
  *
  * Recording stays synchronous on the delivery path: the frames recorded within one tick
- * are sent to Redis in one round trip (one capped append per user key, pipelined), not
- * one per user and message. Each user's frames are one list (`<prefix>{<userId>}`),
- * capped at `size` items, expiring `ttlMs` after the last append. An item is the frame id
- * and the encoded frame: `<id byte length>:<id><frame bytes>`.
+ * are sent to Redis in one round trip (one capped add per user key, pipelined), not one
+ * per user and message. Each user's frames are one sorted set (`<prefix>{<userId>}`),
+ * capped at `size` items, expiring `ttlMs` after the last add. An item is the frame id
+ * and the encoded frame: `<id byte length>:<id><frame bytes>`, the same bytes on every
+ * instance, so the frame recorded by the publisher and by the instances that delivered
+ * it is kept once; its score (publish time × 1024 + the publisher's counter) keeps the
+ * publish order whichever instance's write reaches Redis first.
  */
 import * as Effect from "effect/Effect"
 import type { TransportError } from "../Errors.js"
@@ -39,7 +42,7 @@ export const decodeItem = (item: Uint8Array): { readonly id: string; readonly fr
 }
 
 export class RedisReplay {
-  private pending: Array<readonly [string, Uint8Array]> = []
+  private pending: Array<readonly [string, Uint8Array, number]> = []
   /** user id → stamp of the last delivery recorded for it in this tick. */
   private stamps = new Map<string, number>()
   private scheduled = false
@@ -51,7 +54,8 @@ export class RedisReplay {
     readonly options: RedisReplayOptions,
     private readonly store: ListStore,
     /** Runs the tick's append in the background. */
-    private readonly run: (effect: Effect.Effect<void, TransportError>) => void
+    private readonly run: (effect: Effect.Effect<void, TransportError>) => void,
+    private readonly now: () => number = Date.now
   ) {}
 
   get enabled(): boolean {
@@ -70,13 +74,13 @@ export class RedisReplay {
     return ++this.stampCounter
   }
 
-  record(userId: string, id: string, frame: Uint8Array, stamp?: number): void {
+  record(userId: string, id: string, frame: Uint8Array, stamp?: number, order?: number): void {
     if (!this.enabled) return
     if (stamp !== undefined) {
       if (this.stamps.get(userId) === stamp) return
       this.stamps.set(userId, stamp)
     }
-    this.pending.push([this.key(userId), encodeItem(id, frame)])
+    this.pending.push([this.key(userId), encodeItem(id, frame), order ?? this.now() * 1024])
     if (this.known.size < 100_000) this.known.add(userId)
     if (!this.scheduled) {
       this.scheduled = true
@@ -102,7 +106,7 @@ export class RedisReplay {
           return { _tag: "Found", frames: after.map((d) => d.frame), ids: after.map((d) => d.id) }
         }
       }
-      // A full list has pushed older frames out.
+      // A full set has pushed older frames out.
       return { _tag: "Miss", reason: items.length >= this.options.size ? "evicted" : "unknown" }
     })
   }

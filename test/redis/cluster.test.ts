@@ -138,7 +138,7 @@ describe.skipIf(!redisAvailable())("RedisTransport (Cluster)", () => {
       const keys = [...byNode.values()]
       expect(keys.length).toBe(3)
       for (let i = 0; i < 4; i++) {
-        yield* kv.appendCapped(keys.map((k) => [k, new TextEncoder().encode(`${k}#${i}`)] as const), 2, 30_000)
+        yield* kv.appendCapped(keys.map((k) => [k, new TextEncoder().encode(`${k}#${i}`), i] as const), 2, 30_000)
       }
       for (const k of keys) {
         expect((yield* kv.list(k)).map((b) => new TextDecoder().decode(b))).toEqual([`${k}#2`, `${k}#3`])

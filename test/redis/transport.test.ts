@@ -238,22 +238,22 @@ describe.skipIf(!redisAvailable())("RedisTransport (single node)", () => {
       expect(String(error)).toContain("REDIS_URL")
     }))
 
-  it.scopedLive("RedisKv: appendCapped keeps the last n items per key with a TTL, in one round trip; list / del; bytes intact", () =>
+  it.scopedLive("RedisKv: appendCapped keeps the n highest-scored items per key with a TTL, in one round trip; list / del; bytes intact", () =>
     Effect.gen(function*() {
       const t = yield* RedisTransport.make({ url: server.url })
       const kv = Option.getOrThrow(RedisTransport.redisKv(t))
       const keys = [unique("r1"), unique("r2"), unique("r3")]
       const bytes = (i: number, key: string) => new Uint8Array([0, 10, 13, 255, i, ...new TextEncoder().encode(key)])
       yield* kv.incrExpire(unique("warm"), 1) // the script cache is per connection: warm it
-      yield* kv.appendCapped([[unique("warm2"), new Uint8Array([1])]], 1, 1000)
+      yield* kv.appendCapped([[unique("warm2"), new Uint8Array([1]), 0]], 1, 1000)
       yield* Effect.promise(() => redisCli(server.port, ["config", "resetstat"]))
-      for (let i = 0; i < 5; i++) yield* kv.appendCapped(keys.map((k) => [k, bytes(i, k)] as const), 3, 60_000)
+      for (let i = 0; i < 5; i++) yield* kv.appendCapped(keys.map((k) => [k, bytes(i, k), i] as const), 3, 60_000)
       const stats = yield* Effect.promise(() => info(server.port, "commandstats"))
       const calls = (name: string) => Number(/calls=(\d+)/.exec(stats.get(`cmdstat_${name}`) ?? "")?.[1] ?? 0)
       // one script call per key and message: RPUSH, LTRIM and PEXPIRE ran inside it
       expect(calls("evalsha") + calls("eval")).toBe(15)
-      expect(calls("rpush")).toBe(15)
-      expect(calls("ltrim")).toBe(15)
+      expect(calls("zadd")).toBe(15)
+      expect(calls("zremrangebyrank")).toBe(15)
       expect(calls("pexpire")).toBe(15)
       for (const k of keys) {
         const items = yield* kv.list(k)

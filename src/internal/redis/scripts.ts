@@ -21,18 +21,22 @@ return n
 
 const appendCappedName = "ssekifyAppendCapped"
 
-/** RPUSH the value; keep the last ARGV[2] items (when > 0); PEXPIRE ARGV[3] ms (when > 0). */
+/**
+ * ZADD NX the value ARGV[1] with score ARGV[4] (an item already there keeps its score:
+ * the same item recorded by several instances is kept once); keep the ARGV[2]
+ * highest-scored items (when > 0); PEXPIRE ARGV[3] ms (when > 0). Returns 1 when added.
+ */
 const appendCappedLua = `
-redis.call('RPUSH', KEYS[1], ARGV[1])
+local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[4], ARGV[1])
 local max = tonumber(ARGV[2])
 if max and max > 0 then
-  redis.call('LTRIM', KEYS[1], -max, -1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -max - 1)
 end
 local ttl = tonumber(ARGV[3])
 if ttl and ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
-return 1
+return added
 `
 
 /** A TTL in whole seconds for EXPIRE (rounded up, so a positive TTL never becomes 0). */
@@ -46,12 +50,12 @@ export const seconds = (ttlSeconds: number): number => {
 /** The scripts, bound to a connection. */
 export interface Scripts {
   readonly incrExpire: (key: string, ttlSeconds: number) => Promise<number>
-  readonly appendCapped: (key: string, value: Uint8Array, maxLength: number, ttlMs: number) => Promise<unknown>
+  readonly appendCapped: (key: string, value: Uint8Array, score: number, maxLength: number, ttlMs: number) => Promise<unknown>
 }
 
 type WithScripts = {
   readonly [incrExpireName]: (key: string, ttl: number) => Promise<number | string>
-  readonly [appendCappedName]: (key: string, value: Buffer, max: number, ttlMs: number) => Promise<unknown>
+  readonly [appendCappedName]: (key: string, value: Buffer, max: number, ttlMs: number, score: string) => Promise<unknown>
 }
 
 /** A view of the bytes as a `Buffer` (no copy). */
@@ -70,7 +74,9 @@ export const install = (client: Client): Scripts => {
   const commands = client as unknown as WithScripts
   return {
     incrExpire: async (key, ttlSeconds) => Number(await commands[incrExpireName](key, seconds(ttlSeconds))),
-    appendCapped: (key, value, maxLength, ttlMs) =>
-      commands[appendCappedName](key, bufferOf(value), count(maxLength, "maxLength"), count(ttlMs, "ttlMs"))
+    appendCapped: (key, value, score, maxLength, ttlMs) => {
+      if (!Number.isFinite(score)) throw new RangeError(`score must be a finite number, got ${score}`)
+      return commands[appendCappedName](key, bufferOf(value), count(maxLength, "maxLength"), count(ttlMs, "ttlMs"), String(score))
+    }
   }
 }

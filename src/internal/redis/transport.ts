@@ -179,8 +179,8 @@ export const make = (connections: Connections, timing: Timing): Built => {
     // one batch per node, so keys need not share a slot)
     appendCapped: (entries, maxLength, ttlMs) =>
       Effect.asVoid(onKv("appendCapped", () =>
-        Promise.all(entries.map(([key, value]) => scripts.appendCapped(key, value, maxLength, ttlMs))))),
-    list: (key) => onKv("list", () => kvClient.lrangeBuffer(key, 0, -1)),
+        Promise.all(entries.map(([key, value, score]) => scripts.appendCapped(key, value, score, maxLength, ttlMs))))),
+    list: (key) => onKv("list", () => kvClient.zrangeBuffer(key, 0, -1)),
     del: (keys) =>
       Effect.asVoid(onKv("del", () => Promise.all(keys.map((key) => kvClient.del(key)))))
   }
