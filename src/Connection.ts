@@ -26,7 +26,8 @@ import { SseKify } from "./SseKify.js"
 export interface NodeResponse {
   write(chunk: Uint8Array): boolean
   end(): unknown
-  on(event: "close" | "drain" | "error", listener: (...args: Array<any>) => void): unknown
+  on(event: "close" | "error", listener: (...args: Array<any>) => void): unknown
+  once(event: "drain", listener: (...args: Array<any>) => void): unknown
   setHeader(name: string, value: string | number | ReadonlyArray<string>): unknown
   /** Used to send the SSE headers in one block when present (every `ServerResponse` has it). */
   writeHead?(statusCode: number, headers: OutgoingHttpHeaders): unknown

@@ -26,7 +26,7 @@ import type { Lookup, ReplayBufferService } from "../ReplayBuffer.js"
 import type { SendOptions, ShutdownOptions, SseKifyEvent, SseKifyEventMap, Stats } from "../SseKify.js"
 import type { TransportService } from "../Transport.js"
 import { instanceBits, Snowflake, TimestampIds } from "./frameId.js"
-import { Conn, Hub, type SinkResponse } from "./hub.js"
+import { Conn, type ConnConfig, Hub, type SinkResponse } from "./hub.js"
 import { DEFAULTS, describe, type Resolved, type ResolvedConnection, resolveConnection } from "./options.js"
 import type { SequencerImpl } from "./sequencer.js"
 
@@ -110,6 +110,7 @@ export class Engine {
   private readonly connPrefix: string
   private connCounter = 0
   private orderCounter = 0
+  private readonly connConfigs = new Map<string, ConnConfig>()
 
   constructor(deps: EngineDeps) {
     this.options = deps.options
@@ -249,6 +250,24 @@ export class Engine {
     return this.attach(userId, res, resolved, options?.lastEventId ?? lastEventIdOf(res), connId)
   }
 
+  /** The shared settings of connections registered with the same options. */
+  private connConfig(resolved: ResolvedConnection, highWaterMark: number): ConnConfig {
+    const key = `${resolved.maxItems}|${resolved.maxBytes}|${resolved.policy}|${resolved.keepAliveMs}|${highWaterMark}`
+    let config = this.connConfigs.get(key)
+    if (config === undefined) {
+      config = {
+        hub: this.hub,
+        maxItems: resolved.maxItems,
+        maxBytes: resolved.maxBytes,
+        policy: resolved.policy,
+        keepAliveMs: resolved.keepAliveMs,
+        highWaterMark
+      }
+      if (this.connConfigs.size < 256) this.connConfigs.set(key, config)
+    }
+    return config
+  }
+
   /** A new connection id. */
   nextConnId(): string {
     return this.connPrefix + (++this.connCounter).toString(36)
@@ -328,17 +347,7 @@ export class Engine {
     lastEventId: string | undefined,
     connId: string = this.nextConnId()
   ): ConnectionHandle {
-    const conn = new Conn(
-      connId,
-      userId,
-      sink,
-      resolved.maxItems,
-      resolved.maxBytes,
-      resolved.policy,
-      resolved.keepAliveMs,
-      sink.writableHighWaterMark ?? 16_384,
-      this.now()
-    )
+    const conn = new Conn(connId, userId, sink, this.connConfig(resolved, sink.writableHighWaterMark ?? 16_384))
     const hub = this.hub
     let ok: boolean
     try {
@@ -347,7 +356,7 @@ export class Engine {
       ok = true
     }
     hub.add(conn)
-    if (!ok) conn.blocked = true
+    if (!ok) hub.block(conn)
     for (const room of resolved.rooms) hub.join(conn, room)
     if (lastEventId !== undefined) this.replayTo(conn, lastEventId)
     if (!conn.closed) this.emit("connect", { userId, connId })

@@ -13,7 +13,9 @@ import type { BackpressureDisconnect } from "../Errors.js"
 export interface SinkResponse {
   write(chunk: Uint8Array): boolean
   end(): unknown
-  on(event: "close" | "drain" | "error", listener: (...args: Array<any>) => void): unknown
+  on(event: "close" | "error", listener: (...args: Array<any>) => void): unknown
+  /** The hub listens to `'drain'` only while a connection waits for it. */
+  once(event: "drain", listener: (...args: Array<any>) => void): unknown
   readonly writableEnded?: boolean
   readonly destroyed?: boolean
   readonly writableHighWaterMark?: number
@@ -32,6 +34,19 @@ export const kConn: unique symbol = Symbol.for("ssekify/Connection")
 
 type WithConn = SinkResponse & { [kConn]?: Conn | undefined }
 
+/**
+ * What connections registered with the same options share (limits, policy, heartbeat
+ * interval, high-water mark, hub): one object for many connections, not five fields each.
+ */
+export interface ConnConfig {
+  readonly hub: Hub
+  readonly maxItems: number
+  readonly maxBytes: number
+  readonly policy: Policy
+  readonly keepAliveMs: number
+  readonly highWaterMark: number
+}
+
 /** One SSE connection. A data record: the hub holds the logic. */
 export class Conn {
   /** Rooms this connection is in (allocated on the first join). */
@@ -48,8 +63,6 @@ export class Conn {
   closed = false
   /** Frames held back while a replay is being fetched (see `Hub.hold`). */
   held: Array<Uint8Array> | undefined = undefined
-  /** The hub this connection is registered in. */
-  hub: Hub | undefined = undefined
   /** Metrics hook: when the blocked queue got its first frame (`performance.now()`); 0: not measured. */
   queuedAt = 0
 
@@ -57,12 +70,7 @@ export class Conn {
     readonly id: string,
     readonly userId: string,
     readonly res: SinkResponse,
-    readonly maxItems: number,
-    readonly maxBytes: number,
-    readonly policy: Policy,
-    readonly keepAliveMs: number,
-    readonly highWaterMark: number,
-    readonly createdAt: number
+    readonly config: ConnConfig
   ) {}
 }
 
@@ -91,19 +99,20 @@ export interface HubHooks {
 }
 
 interface Ticker {
-  readonly conns: Set<Conn>
+  /** Connections with this interval (they are found by scanning the hub: no set per ticker). */
+  count: number
   readonly stop: () => void
 }
 
 // Shared listeners (no closure per connection): `this` is the response.
 function onResponseClose(this: WithConn): void {
   const conn = this[kConn]
-  if (conn !== undefined) conn.hub?.remove(conn, false)
+  if (conn !== undefined) conn.config.hub.remove(conn, false)
 }
 
 function onResponseDrain(this: WithConn): void {
   const conn = this[kConn]
-  if (conn !== undefined) conn.hub?.drain(conn)
+  if (conn !== undefined) conn.config.hub.drain(conn)
 }
 
 export class Hub {
@@ -144,7 +153,6 @@ export class Hub {
   // ---------------------------------------------------------------------------
 
   add(conn: Conn): void {
-    conn.hub = this
     this.conns.set(conn.id, conn)
     const existing = this.users.get(conn.userId)
     if (existing === undefined) this.users.set(conn.userId, conn)
@@ -154,8 +162,7 @@ export class Hub {
     res[kConn] = conn
     res.on("close", onResponseClose)
     res.on("error", onResponseClose)
-    res.on("drain", onResponseDrain)
-    if (conn.keepAliveMs > 0) this.addToTicker(conn)
+    if (conn.config.keepAliveMs > 0) this.addToTicker(conn)
   }
 
   /** Connections of a user, as a list (empty when none). */
@@ -223,7 +230,7 @@ export class Hub {
         }
       }
     }
-    if (conn.keepAliveMs > 0) this.removeFromTicker(conn)
+    if (conn.config.keepAliveMs > 0) this.removeFromTicker(conn)
     const res = conn.res as WithConn
     try {
       if (res.writableEnded !== true) res.end()
@@ -267,7 +274,7 @@ export class Hub {
     }
     // Past the high-water mark `write()` would have returned false: write now, so
     // backpressure starts where it would have without coalescing.
-    if (conn.bytes >= conn.highWaterMark) this.flush(conn)
+    if (conn.bytes >= conn.config.highWaterMark) this.flush(conn)
     return true
   }
 
@@ -296,22 +303,22 @@ export class Hub {
   /** While blocked: the bounded queue and its policy. */
   private enqueue(conn: Conn, frame: Uint8Array): boolean {
     const size = frame.length
-    if (conn.count >= conn.maxItems || conn.bytes + size > conn.maxBytes) {
-      if (conn.policy === Policy.Disconnect) {
+    if (conn.count >= conn.config.maxItems || conn.bytes + size > conn.config.maxBytes) {
+      if (conn.config.policy === Policy.Disconnect) {
         this.metrics.disconnectedByBackpressure++
         const error = this.hooks.backpressureError(conn)
         this.remove(conn, false)
         this.hooks.onBackpressureDisconnect(error)
         return false
       }
-      if (conn.policy === Policy.Newest) {
+      if (conn.config.policy === Policy.Newest) {
         this.metrics.droppedNewest++
         this.hooks.onDrop(conn, "newest", 1)
         return false
       }
       const frames = conn.frames!
       let dropped = 0
-      while (conn.count > 0 && (conn.count >= conn.maxItems || conn.bytes + size > conn.maxBytes)) {
+      while (conn.count > 0 && (conn.count >= conn.config.maxItems || conn.bytes + size > conn.config.maxBytes)) {
         const old = frames[conn.head]!
         frames[conn.head] = undefined
         conn.head++
@@ -363,7 +370,17 @@ export class Hub {
       this.remove(conn, false)
       return
     }
-    if (ok === false) conn.blocked = true
+    if (ok === false) this.block(conn)
+  }
+
+  /**
+   * `write()` returned false: frames queue until `'drain'`. The listener is attached
+   * only now (most connections never wait, and a listener per connection costs memory).
+   */
+  block(conn: Conn): void {
+    if (conn.blocked || conn.closed) return
+    conn.blocked = true
+    conn.res.once("drain", onResponseDrain)
   }
 
   /** `'drain'`: write what queued meanwhile, in one call. */
@@ -420,33 +437,33 @@ export class Hub {
   // ---------------------------------------------------------------------------
 
   private addToTicker(conn: Conn): void {
-    const ms = conn.keepAliveMs
+    const ms = conn.config.keepAliveMs
     let ticker = this.tickers.get(ms)
     if (ticker === undefined) {
-      const conns = new Set<Conn>()
-      const stop = this.hooks.every(ms, () => this.beat(conns))
-      this.tickers.set(ms, ticker = { conns, stop })
+      const stop = this.hooks.every(ms, () => this.beat(ms))
+      this.tickers.set(ms, ticker = { count: 0, stop })
     }
-    ticker.conns.add(conn)
+    ticker.count++
   }
 
   private removeFromTicker(conn: Conn): void {
-    const ms = conn.keepAliveMs
+    const ms = conn.config.keepAliveMs
     const ticker = this.tickers.get(ms)
     if (ticker === undefined) return
-    ticker.conns.delete(conn)
-    if (ticker.conns.size === 0) {
+    if (--ticker.count === 0) {
       this.tickers.delete(ms)
       ticker.stop()
     }
   }
 
-  private beat(conns: Set<Conn>): void {
-    if (conns.size === 0) return
+  /** One heartbeat for the connections with interval `ms` (one ping frame for all). */
+  private beat(ms: number): void {
+    const ticker = this.tickers.get(ms)
+    if (ticker === undefined || ticker.count === 0) return
     const ping = this.hooks.ping(this.hooks.now())
-    for (const conn of conns) {
-      // A connection with frames pending or waiting for 'drain' is not idle.
-      if (conn.blocked || conn.count > 0 || conn.closed) continue
+    for (const conn of this.conns.values()) {
+      // Another interval, or not idle: frames pending or waiting for 'drain'.
+      if (conn.config.keepAliveMs !== ms || conn.blocked || conn.count > 0 || conn.closed) continue
       let ok: boolean
       try {
         ok = conn.res.write(ping)
@@ -456,7 +473,7 @@ export class Hub {
         continue
       }
       this.metrics.sent++
-      if (ok === false) conn.blocked = true
+      if (ok === false) this.block(conn)
     }
   }
 

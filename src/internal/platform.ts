@@ -85,6 +85,8 @@ export class StreamSink implements SinkResponse {
   private waiting: Resume | undefined = undefined
   private onClose: Listeners = undefined
   private onDrain: Listeners = undefined
+  /** `once('drain')` listeners: called at the next `'drain'` only. */
+  private onDrainOnce: Listeners = undefined
   writableEnded = false
   destroyed = false
 
@@ -159,6 +161,11 @@ export class StreamSink implements SinkResponse {
     return this
   }
 
+  once(event: "drain", listener: (...args: Array<any>) => void): this {
+    if (event === "drain") this.onDrainOnce = addListener(this.onDrainOnce, listener)
+    return this
+  }
+
   /** Bytes written and not yet pulled. */
   get writableLength(): number {
     return this.pending
@@ -171,7 +178,10 @@ export class StreamSink implements SinkResponse {
     if (this.needDrain) {
       this.needDrain = false
       // May write again at once (the hub's queue, in one chunk): it waits for the next pull.
+      const once = this.onDrainOnce
+      this.onDrainOnce = undefined
       emit(this, this.onDrain)
+      emit(this, once)
     }
     return Chunk.unsafeFromArray(chunks)
   }
@@ -186,6 +196,7 @@ export class StreamSink implements SinkResponse {
     const listeners = this.onClose
     this.onClose = undefined
     this.onDrain = undefined
+    this.onDrainOnce = undefined
     emit(this, listeners)
   }
 }
