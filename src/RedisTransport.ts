@@ -45,7 +45,7 @@ import * as Clients from "./internal/redis/clients.js"
 import { settingsOf, timingOf } from "./internal/redis/options.js"
 import * as Shared from "./internal/redis/shared.js"
 import * as Internal from "./internal/redis/transport.js"
-import type { TransportError } from "./Errors.js"
+import { isListStore, type ListStore } from "./ReplayBuffer.js"
 import { fromRedisLike, type Kv, type RedisLike, Transport, type TransportService } from "./Transport.js"
 
 // ---------------------------------------------------------------------------
@@ -295,15 +295,7 @@ export const isIORedisAdapter = (adapter: unknown): boolean => Shared.connection
  * @since 0.2.0
  * @category models
  */
-export interface RedisKv extends Kv {
-  readonly appendCapped: (
-    entries: ReadonlyArray<readonly [key: string, value: Uint8Array, score: number]>,
-    maxLength: number,
-    ttlMs: number
-  ) => Effect.Effect<void, TransportError>
-  readonly list: (key: string) => Effect.Effect<ReadonlyArray<Uint8Array>, TransportError>
-  readonly del: (keys: ReadonlyArray<string>) => Effect.Effect<void, TransportError>
-}
+export interface RedisKv extends Kv, ListStore {}
 
 /**
  * The {@link RedisKv} of a transport, when it is a Redis transport (made by {@link make},
@@ -313,13 +305,7 @@ export interface RedisKv extends Kv {
  * @category accessors
  */
 export const redisKv = (transport: TransportService): Option.Option<RedisKv> =>
-  Option.filter(
-    transport.kv,
-    (kv): kv is RedisKv =>
-      typeof (kv as Partial<RedisKv>).appendCapped === "function" &&
-      typeof (kv as Partial<RedisKv>).list === "function" &&
-      typeof (kv as Partial<RedisKv>).del === "function"
-  )
+  Option.filter(transport.kv, (kv): kv is RedisKv => isListStore(kv))
 
 // ---------------------------------------------------------------------------
 // config
