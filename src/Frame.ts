@@ -39,18 +39,19 @@ export const sanitizeField = (value: string): string =>
 
 /**
  * The text of a message frame: `id:`, `event:`, one `data:` line per line of `data`,
- * and the blank line that ends the frame.
+ * and the blank line that ends the frame. `singleLine`: the caller knows `data` has no
+ * CR or LF (e.g. it comes from `JSON.stringify`), so it is not searched.
  *
  * @since 0.2.0
  * @category encoding
  */
-export const messageText = (data: string, fields?: FrameFields): string => {
+export const messageText = (data: string, fields?: FrameFields, singleLine = false): string => {
   let text = ""
   if (fields !== undefined) {
     if (fields.id) text += "id: " + sanitizeField(fields.id) + "\n"
     if (fields.event) text += "event: " + sanitizeField(fields.event) + "\n"
   }
-  if (LINE_BREAK.test(data)) {
+  if (!singleLine && LINE_BREAK.test(data)) {
     const lines = data.split(LINE_BREAKS)
     for (let i = 0; i < lines.length; i++) text += "data: " + lines[i] + "\n"
   } else {
@@ -65,8 +66,8 @@ export const messageText = (data: string, fields?: FrameFields): string => {
  * @since 0.2.0
  * @category encoding
  */
-export const message = (data: string, fields?: FrameFields): Uint8Array =>
-  Buffer.from(messageText(data, fields), "utf8")
+export const message = (data: string, fields?: FrameFields, singleLine = false): Uint8Array =>
+  Buffer.from(messageText(data, fields, singleLine), "utf8")
 
 /**
  * Encodes the `retry:` frame that tells the browser how long to wait before it

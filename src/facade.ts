@@ -147,15 +147,16 @@ export class SSEKify extends EventEmitter {
     Object.defineProperty(this, EngineKey, { value: this.#engine })
     this.instanceId = this.#engine.instanceId
     this.channel = this.#engine.options.channel
+    // Only events someone listens to are built and forwarded (no payload per send
+    // for an unobserved 'message-sent').
     this.#engine.subscribe((event) => {
-      if (event.type === "error" && this.listenerCount("error") === 0) return
       this.#forwarding = true
       try {
         this.emit(event.type, event.payload)
       } finally {
         this.#forwarding = false
       }
-    })
+    }, (type) => this.listenerCount(type) > 0)
   }
 
   /**

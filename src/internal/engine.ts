@@ -35,6 +35,7 @@ type EventName = keyof SseKifyEventMap
 type Listener = (event: SseKifyEvent) => void
 
 type Prepared = { readonly data: unknown; readonly event: string | undefined; readonly id: string | undefined }
+type PreparedData = { readonly data: unknown; readonly seqKey: string | undefined; readonly seqValue: unknown; readonly final: boolean }
 type Encoded = { readonly frame: Uint8Array; readonly text: string }
 
 const SSE_HEADER_OBJECT: Record<string, string | number | Array<string>> = Object.freeze({
@@ -102,7 +103,7 @@ export class Engine {
   private readonly sequencer: SequencerImpl
   private readonly now: () => number
   private readonly fork: (effect: Effect.Effect<void>) => void
-  private readonly listeners = new Set<Listener>()
+  private readonly listeners = new Set<{ readonly listener: Listener; readonly wants: ((type: EventName) => boolean) | undefined }>()
   private readonly counters = { errorCount: 0, replayed: 0, replayMisses: 0, published: 0, received: 0 }
   private readonly retryFrames = new Map<number, Uint8Array>()
   private readonly snowflake: Snowflake
@@ -110,6 +111,10 @@ export class Engine {
   private readonly connPrefix: string
   private connCounter = 0
   private orderCounter = 0
+  private isoMs = -1
+  private iso = ""
+  /** The serializer is `JSON.stringify` (its output has no raw line break). */
+  private readonly jsonSerializer: boolean
   private readonly connConfigs = new Map<string, ConnConfig>()
 
   constructor(deps: EngineDeps) {
@@ -119,6 +124,7 @@ export class Engine {
     this.sequencer = deps.sequencer
     this.now = deps.now
     this.fork = deps.fork
+    this.jsonSerializer = deps.options.serializer === JSON.stringify
     const pid = typeof process === "object" ? process.pid : 0
     this.instanceId = deps.options.instanceId ??
       `${Math.random().toString(36).slice(2, 10)}${(instanceCounter++).toString(36)}-${pid}`
@@ -130,7 +136,7 @@ export class Engine {
       onDisconnect: (conn) => this.emit("disconnect", { userId: conn.userId, connId: conn.id }),
       onBackpressureDisconnect: (error) => this.report(error),
       onDrop: (conn, policy, frames) => {
-        if (this.listeners.size > 0) this.emit("drop", { connId: conn.id, userId: conn.userId, policy, frames })
+        if (this.wants("drop")) this.emit("drop", { connId: conn.id, userId: conn.userId, policy, frames })
       },
       backpressureError: (conn) =>
         new BackpressureDisconnect({
@@ -155,17 +161,29 @@ export class Engine {
   // events
   // ---------------------------------------------------------------------------
 
-  subscribe(listener: Listener): () => void {
-    this.listeners.add(listener)
-    return () => this.listeners.delete(listener)
+  /**
+   * Adds an event listener. `wants` (optional) says which events it takes, so that
+   * frequent events nobody takes cost nothing (no payload is built).
+   */
+  subscribe(listener: Listener, wants?: (type: EventName) => boolean): () => void {
+    const entry = { listener, wants }
+    this.listeners.add(entry)
+    return () => this.listeners.delete(entry)
+  }
+
+  /** Whether a listener takes events of `type` (check before building a frequent payload). */
+  wants(type: EventName): boolean {
+    for (const entry of this.listeners) if (entry.wants === undefined || entry.wants(type)) return true
+    return false
   }
 
   emit<K extends EventName>(type: K, payload: SseKifyEventMap[K]): void {
     if (this.listeners.size === 0) return
     const event = { type, payload } as SseKifyEvent
-    for (const listener of this.listeners) {
+    for (const entry of this.listeners) {
+      if (entry.wants !== undefined && !entry.wants(type)) continue
       try {
-        listener(event)
+        entry.listener(event)
       } catch {
         // a listener's failure is not the sender's
       }
@@ -441,37 +459,56 @@ export class Engine {
   // sending
   // ---------------------------------------------------------------------------
 
-  /** Auto fields, then the per-key seq (local or global), then the frame id. */
-  private prepareData(data: unknown): { data: unknown; seqKey: string | undefined; seqValue: unknown; final: boolean } | RequestIdRequired {
+  /**
+   * Auto fields, then the per-key seq: one copy of the caller's plain object with every
+   * addition (the caller's object is never changed). With `localSeq`, the seq comes from
+   * the in-memory counter now; otherwise `seqKey` says which global counter to ask.
+   */
+  private prepareData(data: unknown, now: number, localSeq: boolean): PreparedData | RequestIdRequired {
     const o = this.options
     if (!isPlainObject(data)) return { data, seqKey: undefined, seqValue: undefined, final: false }
-    let out: Record<string, unknown> | undefined
-    const set = (key: string, value: unknown) => {
-      if (out === undefined) out = { ...data }
-      out[key] = value
-    }
-    if (o.timestamp !== false && data.timestamp == null) {
-      set("timestamp", o.timestamp === "epochMs" ? this.now() : new Date(this.now()).toISOString())
-    }
+    const addTimestamp = o.timestamp !== false && data.timestamp == null
     const r = o.requestId
-    if (r.mode !== "off" && data[r.fieldName] == null) {
-      if (r.mode === "require") return new RequestIdRequired({ fieldName: r.fieldName })
-      set(r.fieldName, r.getter!())
-    }
+    const addRequestId = r.mode !== "off" && data[r.fieldName] == null
+    if (addRequestId && r.mode === "require") return new RequestIdRequired({ fieldName: r.fieldName })
     const t = o.traceId
-    if (t.mode === "ifMissing" && data[t.fieldName] == null) set(t.fieldName, t.getter!())
-    const current: Record<string, unknown> = out ?? data
+    const addTraceId = t.mode === "ifMissing" && data[t.fieldName] == null
+    let current: Record<string, unknown> = data
+    if (addTimestamp || addRequestId || addTraceId) {
+      // Object.assign, not a spread: measured on Node 20, a spread copy is ~4x slower to
+      // make and makes JSON.stringify of the copy ~2x slower.
+      current = Object.assign({}, data)
+      if (addTimestamp) current.timestamp = o.timestamp === "epochMs" ? now : this.isoOf(now)
+      if (addRequestId) current[r.fieldName] = r.getter!()
+      if (addTraceId) current[t.fieldName] = t.getter!()
+    }
     let seqKey: string | undefined
+    let seqValue = current[o.seqField]
     let final = false
-    if (o.enableSeq && current[o.seqField] == null) {
+    if (o.enableSeq && seqValue == null) {
       try {
         seqKey = asKey(o.seqKey(current))
         if (seqKey !== undefined) final = Boolean(o.seqFinal(current))
       } catch {
         seqKey = undefined
       }
+      if (seqKey !== undefined && localSeq) {
+        seqValue = this.sequencer.nextLocal(seqKey, final)
+        if (current === data) current = Object.assign({}, data)
+        current[o.seqField] = seqValue
+        seqKey = undefined
+      }
     }
-    return { data: current, seqKey, seqValue: current[o.seqField], final }
+    return { data: current, seqKey, seqValue, final }
+  }
+
+  /** `new Date(ms).toISOString()`, computed once per millisecond. */
+  private isoOf(ms: number): string {
+    if (ms !== this.isoMs) {
+      this.isoMs = ms
+      this.iso = new Date(ms).toISOString()
+    }
+    return this.iso
   }
 
   private frameId(explicit: string | undefined, data: unknown, seq: unknown): string | undefined {
@@ -522,31 +559,26 @@ export class Engine {
   }
 
   /** Synchronous preparation (local seq): the `sendTo*` path. */
-  private prepareLocal(data: unknown, opts: SendOptions | undefined): Prepared | SendError {
+  private prepareLocal(data: unknown, opts: SendOptions | undefined, now: number): Prepared | SendError {
     const checked = this.checkOptions(opts)
     if (checked instanceof InvalidInput) return checked
-    const p = this.prepareData(data)
+    const p = this.prepareData(data, now, true)
     if (p instanceof RequestIdRequired) return p
-    let out = p.data
-    let seq = p.seqValue
-    if (p.seqKey !== undefined) {
-      seq = this.sequencer.nextLocal(p.seqKey, p.final)
-      out = { ...(out as Record<string, unknown>), [this.options.seqField]: seq }
-    }
-    return { data: out, event: checked.event, id: this.frameId(checked.id, out, seq) }
+    return { data: p.data, event: checked.event, id: this.frameId(checked.id, p.data, p.seqValue) }
   }
 
   /** Preparation with the global seq (the `publish*` path). */
-  private prepareGlobal(data: unknown, opts: SendOptions | undefined): Effect.Effect<Prepared, SendError> {
+  private prepareGlobal(data: unknown, opts: SendOptions | undefined, now: number): Effect.Effect<Prepared, SendError> {
     const checked = this.checkOptions(opts)
     if (checked instanceof InvalidInput) return Effect.fail(checked)
-    const p = this.prepareData(data)
+    const p = this.prepareData(data, now, false)
     if (p instanceof RequestIdRequired) return Effect.fail(p)
     if (p.seqKey === undefined) {
       return Effect.succeed({ data: p.data, event: checked.event, id: this.frameId(checked.id, p.data, p.seqValue) })
     }
     return Effect.map(this.sequencer.next(p.seqKey, p.final), (seq) => {
-      const out = { ...(p.data as Record<string, unknown>), [this.options.seqField]: seq }
+      const out: Record<string, unknown> = Object.assign({}, p.data as Record<string, unknown>)
+      out[this.options.seqField] = seq
       return { data: out, event: checked.event, id: this.frameId(checked.id, out, seq) }
     })
   }
@@ -568,7 +600,8 @@ export class Engine {
       const size = Buffer.byteLength(text, "utf8")
       if (size > limit) return new PayloadTooLarge({ size, limit })
     }
-    return { frame: Frame.message(text, { id, event }), text }
+    // JSON.stringify never writes a raw line break: no need to look for one.
+    return { frame: Frame.message(text, { id, event }, this.jsonSerializer), text }
   }
 
   private failed(error: SendError): number {
@@ -590,19 +623,21 @@ export class Engine {
   sendToUser(userId: unknown, data: unknown, opts?: SendOptions): number | SendError {
     const badUser = this.checkUserId(userId)
     if (badUser !== undefined) return badUser
-    const p = this.prepareLocal(data, opts)
+    const now = this.now()
+    const p = this.prepareLocal(data, opts, now)
     if (!("data" in p)) return p
     const e = this.encode(p.data, p.event, p.id)
     if (!("frame" in e)) return e
-    return this.deliverUser(userId as string, e.frame, p.id, false, this.nextOrder())
+    return this.deliverUser(userId as string, e.frame, p.id, false, this.nextOrder(now))
   }
 
   sendToAll(data: unknown, opts?: SendOptions): number | SendError {
-    const p = this.prepareLocal(data, opts)
+    const now = this.now()
+    const p = this.prepareLocal(data, opts, now)
     if (!("data" in p)) return p
     const e = this.encode(p.data, p.event, p.id)
     if (!("frame" in e)) return e
-    return this.deliverAll(e.frame, p.id, this.nextOrder())
+    return this.deliverAll(e.frame, p.id, this.nextOrder(now))
   }
 
   sendToRoom(room: unknown, data: unknown, opts?: SendOptions): number | SendError {
@@ -611,11 +646,12 @@ export class Engine {
     }
     const members = this.hub.rooms.get(room)
     if (members === undefined || members.size === 0) return 0
-    const p = this.prepareLocal(data, opts)
+    const now = this.now()
+    const p = this.prepareLocal(data, opts, now)
     if (!("data" in p)) return p
     const e = this.encode(p.data, p.event, p.id)
     if (!("frame" in e)) return e
-    return this.deliverRoom(room, e.frame, p.id, this.nextOrder())
+    return this.deliverRoom(room, e.frame, p.id, this.nextOrder(now))
   }
 
   /** The facade's form: failures become `'error'` events and a count of 0. */
@@ -648,7 +684,7 @@ export class Engine {
       for (let i = 0; i < entry.length; i++) if (hub.push(entry[i]!, frame)) count++
     } else if (hub.push(entry, frame)) count++
     if (id !== undefined && this.replay.enabled) this.replay.record(userId, id, frame, undefined, order)
-    this.emit("message-sent", { scope: "user", userId, count })
+    if (this.wants("message-sent")) this.emit("message-sent", { scope: "user", userId, count })
     return count
   }
 
@@ -659,7 +695,7 @@ export class Engine {
     if (id !== undefined && this.replay.enabled) {
       for (const userId of hub.users.keys()) this.replay.record(userId, id, frame, undefined, order)
     }
-    this.emit("message-sent", { scope: "all", count })
+    if (this.wants("message-sent")) this.emit("message-sent", { scope: "all", count })
     return count
   }
 
@@ -673,7 +709,7 @@ export class Engine {
       const stamp = this.replay.stamp()
       for (const conn of members) this.replay.record(conn.userId, id, frame, stamp, order)
     }
-    this.emit("message-sent", { scope: "room", room, count })
+    if (this.wants("message-sent")) this.emit("message-sent", { scope: "room", room, count })
     return count
   }
 
@@ -696,7 +732,7 @@ export class Engine {
           new InvalidInput({ field: type === "room" ? "room" : "userId", reason: `must be a non-empty string, got ${describe(target)}` })
         )
       }
-      return Effect.flatMap(this.prepareGlobal(data, opts), (p): Effect.Effect<void, SendError | TransportError> => {
+      return Effect.flatMap(this.prepareGlobal(data, opts, this.now()), (p): Effect.Effect<void, SendError | TransportError> => {
         const e = this.encode(p.data, p.event, p.id)
         if (!("frame" in e)) return Effect.fail(e)
         const at = this.now()
@@ -741,7 +777,7 @@ export class Engine {
     const env = decoded.right
     if (env.origin === this.instanceId) return
     this.counters.received++
-    if (this.listeners.size > 0) {
+    if (this.wants("publish")) {
       // Listeners get the envelope in 0.1.6's shape, without the bus's own fields.
       const { n: _n, sig: _sig, ...published } = env
       this.emit("publish", published)

@@ -1,10 +1,11 @@
 /**
  * The in-memory replay buffer: a ring of the last `size` frames (with an id) per user.
  *
- * The map of rings is kept in order of activity (a touched user is moved to the end),
- * so the least recently active user is the first key: LRU eviction and TTL sweeps are
- * O(1) per evicted user, never a sort. Frames are references to the one encoded
- * `Uint8Array` every connection got, not copies.
+ * The rings are also linked in order of activity (a touched ring moves to the tail, a
+ * few pointer writes), so the least recently active user is the head: LRU eviction and
+ * TTL sweeps are O(1) per evicted user, never a sort, and recording a frame does not
+ * touch the map. Frames are references to the one encoded `Uint8Array` every
+ * connection got, not copies.
  */
 
 import type { Lookup } from "../ReplayBuffer.js"
@@ -21,8 +22,11 @@ class Ring {
   stamp = -1
   /** A frame for this user was sent while it had no connection and was not kept. */
   missed = false
+  /** Neighbours in the activity order (`prev` is less recently active). */
+  prev: Ring | undefined = undefined
+  next: Ring | undefined = undefined
 
-  constructor(readonly capacity: number, now: number) {
+  constructor(readonly userId: string, readonly capacity: number, now: number) {
     this.ids = new Array(capacity)
     this.frames = new Array(capacity)
     this.lastActive = now
@@ -75,6 +79,10 @@ export interface MemoryReplayOptions {
 
 export class MemoryReplay {
   private readonly rings = new Map<string, Ring>()
+  /** Least recently active ring. */
+  private head: Ring | undefined = undefined
+  /** Most recently active ring. */
+  private tail: Ring | undefined = undefined
   /** Why a user's ring went away, for the gap signal (bounded: max(1024, maxUsers) names). */
   private readonly gone = new Map<string, "expired" | "evicted">()
   private stamp = 0
@@ -100,27 +108,57 @@ export class MemoryReplay {
     if (ring === undefined) return undefined
     const ttl = this.options.ttlMs
     if (ttl > 0 && now - ring.lastActive > ttl) {
-      this.rings.delete(userId)
+      this.drop(ring)
       this.remember(userId, "expired")
       return undefined
     }
     return ring
   }
 
+  private unlink(ring: Ring): void {
+    if (ring.prev === undefined) this.head = ring.next
+    else ring.prev.next = ring.next
+    if (ring.next === undefined) this.tail = ring.prev
+    else ring.next.prev = ring.prev
+    ring.prev = ring.next = undefined
+  }
+
+  private append(ring: Ring): void {
+    ring.prev = this.tail
+    ring.next = undefined
+    if (this.tail === undefined) this.head = ring
+    else this.tail.next = ring
+    this.tail = ring
+  }
+
+  /** Activity: the ring becomes the most recently active. */
+  private touch(ring: Ring, now: number): void {
+    ring.lastActive = now
+    if (ring !== this.tail) {
+      this.unlink(ring)
+      this.append(ring)
+    }
+  }
+
+  private drop(ring: Ring): void {
+    this.unlink(ring)
+    this.rings.delete(ring.userId)
+  }
+
   record(userId: string, id: string, frame: Uint8Array, now: number, stamp?: number): void {
     if (!this.enabled) return
     let ring = this.live(userId, now)
     if (ring === undefined) {
-      ring = new Ring(this.options.size, now)
+      ring = new Ring(userId, this.options.size, now)
       this.gone.delete(userId)
+      this.rings.set(userId, ring)
+      this.append(ring)
     } else {
       if (stamp !== undefined && ring.stamp === stamp) return
-      this.rings.delete(userId)
+      this.touch(ring, now)
     }
     if (stamp !== undefined) ring.stamp = stamp
     ring.push(id, frame)
-    ring.lastActive = now
-    this.rings.set(userId, ring)
     if (this.rings.size > this.options.maxUsers) this.evictOldest(now)
   }
 
@@ -139,9 +177,7 @@ export class MemoryReplay {
       return { _tag: "Miss", reason: this.gone.get(userId) ?? "unknown" }
     }
     // A reconnect is activity: keep this user's frames.
-    this.rings.delete(userId)
-    ring.lastActive = now
-    this.rings.set(userId, ring)
+    this.touch(ring, now)
     const found = ring.after(lastEventId)
     const missed = ring.missed
     ring.missed = false
@@ -154,9 +190,11 @@ export class MemoryReplay {
   clear(userId?: string): void {
     if (userId === undefined) {
       this.rings.clear()
+      this.head = this.tail = undefined
       this.gone.clear()
     } else {
-      this.rings.delete(userId)
+      const ring = this.rings.get(userId)
+      if (ring !== undefined) this.drop(ring)
       this.gone.delete(userId)
     }
   }
@@ -166,10 +204,9 @@ export class MemoryReplay {
     const ttl = this.options.ttlMs
     if (ttl <= 0) return 0
     let n = 0
-    for (const [userId, ring] of this.rings) {
-      if (now - ring.lastActive <= ttl) break
-      this.rings.delete(userId)
-      this.remember(userId, "expired")
+    for (let ring = this.head; ring !== undefined && now - ring.lastActive > ttl; ring = this.head) {
+      this.drop(ring)
+      this.remember(ring.userId, "expired")
       n++
     }
     return n
@@ -177,13 +214,11 @@ export class MemoryReplay {
 
   private evictOldest(now: number): void {
     const ttl = this.options.ttlMs
-    while (this.rings.size > this.options.maxUsers) {
-      const oldest = this.rings.entries().next()
-      if (oldest.done) return
-      const [userId, ring] = oldest.value
-      this.rings.delete(userId)
+    while (this.rings.size > this.options.maxUsers && this.head !== undefined) {
+      const ring = this.head
+      this.drop(ring)
       // A ring past its TTL that no sweep reached yet expired before it was evicted.
-      this.remember(userId, ttl > 0 && now - ring.lastActive > ttl ? "expired" : "evicted")
+      this.remember(ring.userId, ttl > 0 && now - ring.lastActive > ttl ? "expired" : "evicted")
     }
   }
 
