@@ -12,6 +12,8 @@ const FRAME_BYTES = 16 * 1024
 const MAX_FRAMES = 4_000 // 64 MiB at most: far beyond any loopback buffer
 
 let cleanup: Array<() => Promise<void> | void> = []
+/** The server side of each user's connection. */
+const sockets = new Map<string, import("node:net").Socket>()
 afterEach(async () => {
   for (const f of cleanup.reverse()) await f()
   cleanup = []
@@ -21,6 +23,7 @@ const setup = async (dropPolicy: DropPolicy, limits: { maxQueueItems?: number; m
   const sse = new SSEKify({ keepAliveMs: 0, autoFields: { timestamp: false }, serializer: (d) => String(d) })
   const server: TestServer = await startServer((req, res) => {
     const user = new URL(req.url ?? "/", "http://x").searchParams.get("u") ?? "slow"
+    sockets.set(user, req.socket)
     sse.registerConnection(user, res, { dropPolicy, ...limits })
   })
   cleanup.push(() => server.close(), () => sse.shutdown({ announce: false, graceMs: 0 }))
@@ -97,6 +100,9 @@ describe("backpressure", () => {
     expect(errors[0]!.message).toMatch(/^backpressure: queue limit exceeded, disconnecting /)
     expect(sse.isUserOnline("slow")).toBe(false)
     expect(sse.isUserOnline("healthy")).toBe(true)
+    // the response is ended; a client that does not read it is destroyed soon after,
+    // rather than keeping the socket and its kernel buffers until it reads or times out
+    await until(() => sockets.get("slow")!.destroyed, 5_000, "the stalled socket destroyed")
     slow.response.resume()
     await slow.ended(10_000)
     await healthy.waitFor((c) => c.messages().length === sent, 10_000)
@@ -104,8 +110,14 @@ describe("backpressure", () => {
 
   it("an unpaced burst is bounded by the queue and drops are visible", async () => {
     const { healthy, sse } = await setup("oldest", { maxQueueItems: 100 })
+    const drops: Array<{ userId: string; policy: string; frames: number }> = []
+    sse.on("drop", (e) => drops.push(e))
     for (let i = 0; i < 2000; i++) sse.sendToUser("healthy", String(i).padStart(8, "0"))
     const { droppedOldest } = sse.stats()
+    expect(droppedOldest).toBeGreaterThan(0)
+    // one event for the burst, with the count (not one event per dropped frame)
+    await until(() => drops.length > 0)
+    expect(drops).toEqual([{ connId: expect.any(String), userId: "healthy", policy: "oldest", frames: droppedOldest }])
     await until(() => healthy.messages().length === 2000 - droppedOldest, 10_000, "burst delivered")
     const got = numbers(healthy)
     expect(got.length).toBe(2000 - droppedOldest)

@@ -17,10 +17,16 @@ export interface SinkResponse {
   /** The hub listens to `'drain'` only while a connection waits for it. */
   once(event: "drain", listener: (...args: Array<any>) => void): unknown
   readonly writableEnded?: boolean
+  readonly writableFinished?: boolean
   readonly destroyed?: boolean
   readonly writableHighWaterMark?: number
   /** Set by compression middleware; called after a heartbeat. */
   flush?: () => void
+  /** Node responses: a connection closed for backpressure is destroyed, not ended. */
+  destroy?: () => unknown
+  /** Node responses: several large frames are written corked, not copied into one chunk. */
+  cork?: () => void
+  uncork?: () => void
 }
 
 /** Queue overflow policies, as small integers for the hot path. */
@@ -29,6 +35,16 @@ export const enum Policy {
   Newest = 1,
   Disconnect = 2
 }
+
+/** How long a connection closed for backpressure may take to finish before it is destroyed. */
+const STALLED_END_MS = 2_000
+
+function destroyUnfinished(res: SinkResponse): void {
+  if (res.writableFinished !== true && res.destroyed !== true) res.destroy?.()
+}
+
+/** Average frame size from which a batch is written frame by frame (corked), not concatenated. */
+const LARGE_FRAME_BYTES = 2048
 
 export const kConn: unique symbol = Symbol.for("ssekify/Connection")
 
@@ -88,7 +104,7 @@ export interface HubHooks {
   readonly onDisconnect: (conn: Conn) => void
   /** A connection overflowed under `dropPolicy: 'disconnect'`. */
   readonly onBackpressureDisconnect: (error: BackpressureDisconnect) => void
-  /** Frames were dropped from a connection's queue. */
+  /** Frames were dropped from a connection's queue (summed per connection and policy, once per tick). */
   readonly onDrop: (conn: Conn, policy: "oldest" | "newest", frames: number) => void
   /** Builds the error value for a backpressure disconnect (keeps Errors out of the hot path). */
   readonly backpressureError: (conn: Conn) => BackpressureDisconnect
@@ -129,6 +145,8 @@ export class Hub {
     queueBytesMax: 0
   }
   private dirty: Array<Conn> = []
+  private drops = new Map<Conn, [oldest: number, newest: number]>()
+  private dropReportScheduled = false
   private flushScheduled = false
   /**
    * Metrics hook (set by the `Metrics` / `prometheus` modules): called with the
@@ -202,9 +220,12 @@ export class Hub {
   /**
    * Removes a connection everywhere and ends its response. With `flush`, frames of
    * this tick that were not written yet leave first (a server-side close right after
-   * a send still delivers the send).
+   * a send still delivers the send). With `stalled` (a backpressure disconnect), the
+   * response is ended and, if it has not finished `STALLED_END_MS` later, destroyed:
+   * a client that only fell behind in a burst still gets what was written, one that
+   * stopped reading does not keep its socket and kernel buffers until it times out.
    */
-  remove(conn: Conn, flush: boolean): void {
+  remove(conn: Conn, flush: boolean, stalled = false): void {
     if (conn.closed) return
     if (flush && !conn.blocked && conn.count > 0) this.flush(conn)
     conn.closed = true
@@ -234,6 +255,10 @@ export class Hub {
     const res = conn.res as WithConn
     try {
       if (res.writableEnded !== true) res.end()
+      if (stalled && typeof res.destroy === "function") {
+        // One timer for this rare event, not one per connection.
+        setTimeout(destroyUnfinished, STALLED_END_MS, res).unref()
+      }
     } catch {
       // the socket may already be gone
     }
@@ -269,7 +294,7 @@ export class Hub {
       if (!this.flushScheduled) {
         this.flushScheduled = true
         if (this.observeLatency !== undefined) this.tickStart = performance.now()
-        process.nextTick(this.flushAll)
+        setImmediate(this.flushAll)
       }
     }
     // Past the high-water mark `write()` would have returned false: write now, so
@@ -300,6 +325,32 @@ export class Hub {
     this.flush(conn)
   }
 
+  /**
+   * Drops are reported once per connection and policy per tick (an unpaced burst may
+   * drop thousands of frames: one event says how many), after the frames of the tick.
+   */
+  private noteDrop(conn: Conn, policy: 0 | 1, frames: number): void {
+    let pending = this.drops.get(conn)
+    if (pending === undefined) {
+      this.drops.set(conn, pending = [0, 0])
+      if (!this.dropReportScheduled) {
+        this.dropReportScheduled = true
+        setImmediate(this.reportDrops)
+      }
+    }
+    pending[policy] += frames
+  }
+
+  private readonly reportDrops = (): void => {
+    this.dropReportScheduled = false
+    const drops = this.drops
+    this.drops = new Map()
+    for (const [conn, [oldest, newest]] of drops) {
+      if (oldest > 0) this.hooks.onDrop(conn, "oldest", oldest)
+      if (newest > 0) this.hooks.onDrop(conn, "newest", newest)
+    }
+  }
+
   /** While blocked: the bounded queue and its policy. */
   private enqueue(conn: Conn, frame: Uint8Array): boolean {
     const size = frame.length
@@ -307,13 +358,13 @@ export class Hub {
       if (conn.config.policy === Policy.Disconnect) {
         this.metrics.disconnectedByBackpressure++
         const error = this.hooks.backpressureError(conn)
-        this.remove(conn, false)
+        this.remove(conn, false, true)
         this.hooks.onBackpressureDisconnect(error)
         return false
       }
       if (conn.config.policy === Policy.Newest) {
         this.metrics.droppedNewest++
-        this.hooks.onDrop(conn, "newest", 1)
+        this.noteDrop(conn, 1, 1)
         return false
       }
       const frames = conn.frames!
@@ -331,7 +382,7 @@ export class Hub {
         conn.head = 0
       }
       this.metrics.droppedOldest += dropped
-      this.hooks.onDrop(conn, "oldest", dropped)
+      this.noteDrop(conn, 0, dropped)
     }
     let frames = conn.frames
     if (frames === undefined) conn.frames = frames = []
@@ -352,24 +403,34 @@ export class Hub {
     const count = conn.count
     if (count === 0 || conn.closed) return
     const frames = conn.frames!
-    let chunk: Uint8Array
-    if (count === 1) chunk = frames[conn.head]!
-    else {
-      const list = conn.head === 0 ? frames as Array<Uint8Array> : frames.slice(conn.head) as Array<Uint8Array>
-      chunk = Buffer.concat(list, conn.bytes)
-    }
-    frames.length = 0
+    const head = conn.head
+    const bytes = conn.bytes
     conn.head = 0
     conn.count = 0
     conn.bytes = 0
     if (queued) this.metrics.sent += count
+    const res = conn.res
     let ok: boolean
     try {
-      ok = conn.res.write(chunk)
+      if (count === 1) {
+        ok = res.write(frames[head]!)
+      } else if (bytes < count * LARGE_FRAME_BYTES || res.cork === undefined) {
+        // Small frames: one chunk (one chunked-encoding frame, one buffer for writev).
+        ok = res.write(Buffer.concat(head === 0 ? frames as Array<Uint8Array> : frames.slice(head) as Array<Uint8Array>, bytes))
+      } else {
+        // Large frames: copying them into one chunk costs more than it saves; the
+        // corked writes still leave in one writev, each frame's shared buffer as is.
+        res.cork()
+        ok = true
+        for (let i = head; i < head + count; i++) ok = res.write(frames[i]!)
+        res.uncork!()
+      }
     } catch {
+      frames.length = 0
       this.remove(conn, false)
       return
     }
+    frames.length = 0
     if (ok === false) this.block(conn)
   }
 
