@@ -375,6 +375,13 @@ export interface SseKifyService {
   readonly ready: Effect.Effect<void>
   /** Every event (`connect`, `disconnect`, `publish`, `message-sent`, `drop`, `error`). */
   readonly events: Stream.Stream<SseKifyEvent>
+  /**
+   * The events of the given types only. Frequent events nobody takes (`message-sent`,
+   * one per send) then cost nothing: their payload is not even built.
+   */
+  readonly eventsOf: <K extends keyof SseKifyEventMap>(
+    types: ReadonlyArray<K>
+  ) => Stream.Stream<Extract<SseKifyEvent, { readonly type: K }>>
 }
 
 /**
@@ -569,13 +576,23 @@ export const make = (
       stopAccepting: Effect.sync(() => e.stopAccepting()),
       shutdown: (opts) => e.shutdown(opts),
       ready,
-      events: Stream.asyncPush<SseKifyEvent>(
-        (emit) => Effect.acquireRelease(Effect.sync(() => e.subscribe((event) => void emit.single(event))), (un) => Effect.sync(un)),
-        { bufferSize: "unbounded" }
-      )
+      events: eventsOf(e, undefined),
+      eventsOf: (types) => eventsOf(e, new Set(types))
     }
     return service
   })
+
+const eventsOf = <E extends SseKifyEvent>(engine: Engine, types: ReadonlySet<string> | undefined): Stream.Stream<E> =>
+  Stream.asyncPush<E>(
+    (emit) =>
+      Effect.acquireRelease(
+        Effect.sync(() =>
+          engine.subscribe((event) => void emit.single(event as E), types === undefined ? undefined : (type) => types.has(type))
+        ),
+        (unsubscribe) => Effect.sync(unsubscribe)
+      ),
+    { bufferSize: "unbounded" }
+  )
 
 /**
  * The engine behind a service made by {@link make} (for the `SSEKify` facade).

@@ -117,6 +117,21 @@ describe("SseKify (Effect API)", () => {
       expect(events[1]!.payload).toEqual({ scope: "user", userId: "carol", count: 1 })
     }).pipe(Effect.provide(single())))
 
+  it.scoped("eventsOf takes only the events asked for", () =>
+    Effect.gen(function*() {
+      const sse = yield* SseKify.SseKify
+      const collected = yield* sse.eventsOf(["error"]).pipe(Stream.take(2), Stream.runCollect, Effect.fork)
+      yield* Effect.yieldNow()
+      const s = yield* serverWith
+      const opened = yield* open(s)
+      yield* sse.registerConnection("frank", opened.res)
+      yield* sse.sendToUser("frank", 1)
+      yield* Effect.flip(sse.sendToUser("frank", 1n))
+      yield* Effect.flip(sse.sendToAll(2n))
+      const events = Chunk.toReadonlyArray(yield* Fiber.join(collected))
+      expect(events.map((e) => [e.type, (e.payload as { _tag?: string })._tag])).toEqual([["error", "SerializeFailed"], ["error", "SerializeFailed"]])
+    }).pipe(Effect.provide(single())))
+
   it.scoped("heartbeats follow the Clock (TestClock)", () =>
     Effect.gen(function*() {
       const sse = yield* SseKify.SseKify

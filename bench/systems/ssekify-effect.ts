@@ -1,19 +1,101 @@
 /**
- * ssekify through the Effect API (`SseKify` service / platform endpoint).
- * PLACEHOLDER: the lead provides the server entry. To enable it, implement
- * `create` (either `register(userId, req, res, rooms)` on the bench's node:http
- * server, or `attach(server)` to mount an `@effect/platform` app answering
- * `GET /sse?u=<userId>&i=<index>` with the user in room "r1") and make
- * `available` return `ensureBuilt()`.
+ * ssekify through the Effect API: the `SseKify` service built from `SseKify.layer`
+ * (with `RedisTransport.layer` in scenario E) in a `ManagedRuntime`, connections served
+ * by the `@effect/platform` endpoint (`ssekify/platform`: `HttpSse.respond`, a response
+ * whose body streams the connection) mounted on the bench's `node:http` server with
+ * `NodeHttpServer.makeHandler`, and sends through the service's effects
+ * (`runSync(sse.sendToAll(...))` per call). The platform's per-request tracing span
+ * is disabled, as the example app does for its SSE route.
  */
-import type { SystemDef } from "./types.js"
+import type * as http from "node:http"
+import { distUrl, ensureBuilt } from "./build.js"
+import type { SendOptions, SystemDef, SystemInstance } from "./types.js"
+import { errorKind, numericStats } from "./ssekify.js"
+
+type Mod = typeof import("../../src/index.js")
+type PlatformMod = typeof import("../../src/HttpSse.js")
+
+const load = async () => {
+  const indexUrl = distUrl()
+  const mod = (await import(indexUrl)) as Mod
+  const platform = (await import(indexUrl.replace(/index\.js$/, "platform.js"))) as PlatformMod
+  const { Effect, Layer, ManagedRuntime, Stream } = await import("effect")
+  const { HttpMiddleware, HttpRouter, HttpServerRequest } = await import("@effect/platform")
+  const { NodeHttpServer } = await import("@effect/platform-node")
+  return { mod, platform, Effect, Layer, ManagedRuntime, Stream, HttpMiddleware, HttpRouter, HttpServerRequest, NodeHttpServer }
+}
 
 const ssekifyEffect: SystemDef = {
   name: "ssekify-effect",
-  description: "ssekify through the Effect API (SseKify service / @effect/platform endpoint)",
+  description: "ssekify through the Effect API: SseKify layer, @effect/platform endpoint (HttpSse.respond), sends via runSync",
   hasDropPolicy: true,
-  available: () => Promise.resolve({ ok: false, reason: "server entry not written yet (bench/systems/ssekify-effect.ts)" }),
-  create: () => Promise.reject(new Error("ssekify-effect: not available yet"))
+  available: ensureBuilt,
+  preload: async () => {
+    await load()
+  },
+  async create(cfg, events) {
+    const { Effect, HttpMiddleware, HttpRouter, HttpServerRequest, Layer, ManagedRuntime, mod, NodeHttpServer, platform, Stream } =
+      await load()
+    const { RedisTransport, SseKify, Transport } = mod
+    const options: import("../../src/SseKify.js").LayerOptions = {
+      keepAliveMs: cfg.keepAliveMs,
+      retryMs: cfg.retryMs,
+      channel: cfg.channel,
+      shutdown: { announce: false, graceMs: 0 },
+      ...(cfg.recentBufferSize !== undefined ? { recentBufferSize: cfg.recentBufferSize } : {})
+    }
+    const transport = cfg.redisUrl !== undefined ? RedisTransport.layer({ url: cfg.redisUrl }) : Transport.layerNone
+    const runtime = ManagedRuntime.make(SseKify.layer(options).pipe(Layer.provide(transport)))
+    const sse = await runtime.runPromise(SseKify.SseKify)
+    await runtime.runPromise(sse.ready)
+    // drops and errors reach the harness; nothing else is subscribed (no per-send event)
+    runtime.runFork(
+      Stream.runForEach(sse.eventsOf(["error", "drop"]), (event) =>
+        Effect.sync(() => {
+          if (event.type === "error") events.error(errorKind(event.payload))
+          else events.drop(event.payload.frames)
+        }))
+    )
+    const queue = {
+      ...(cfg.queue.maxQueueItems !== undefined ? { maxQueueItems: cfg.queue.maxQueueItems } : {}),
+      ...(cfg.queue.maxQueueBytes !== undefined ? { maxQueueBytes: cfg.queue.maxQueueBytes } : {}),
+      ...(cfg.queue.dropPolicy !== undefined ? { dropPolicy: cfg.queue.dropPolicy } : {})
+    }
+    const app = HttpRouter.empty.pipe(
+      HttpRouter.get(
+        "/sse",
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+          const userId = new URL(request.url, "http://x").searchParams.get("u") ?? "anon"
+          return platform.respond(userId, { rooms: ["r1"], ...queue })
+        }).pipe(Effect.catchAll((e) => Effect.succeed(platform.errorResponse(e))))
+      )
+    )
+    const handler = await runtime.runPromise(
+      Effect.locally(NodeHttpServer.makeHandler(app), HttpMiddleware.currentTracerDisabledWhen, () => true)
+    )
+    const send = (effect: import("effect").Effect.Effect<number, unknown>): number => {
+      const exit = runtime.runSyncExit(effect)
+      if (exit._tag === "Success") return exit.value
+      events.error(errorKind(exit.cause))
+      return 0
+    }
+    const instance: SystemInstance = {
+      attach: (server: http.Server) => {
+        server.on("request", (req, res) => {
+          if ((req.url ?? "").startsWith("/sse?")) handler(req, res)
+        })
+      },
+      sendToAll: (data, o: SendOptions) => send(sse.sendToAll(data, o)),
+      sendToRoom: (room, data, o) => send(sse.sendToRoom(room, data, o)),
+      sendToUser: (userId, data, o) => send(sse.sendToUser(userId, data, o)),
+      publish: (data, o) => runtime.runPromise(sse.publish(data, undefined, o)),
+      stats: () => numericStats(runtime.runSync(sse.stats) as unknown as Record<string, unknown>),
+      shutdown: async () => {
+        await runtime.dispose()
+      }
+    }
+    return instance
+  }
 }
 
 export default ssekifyEffect
