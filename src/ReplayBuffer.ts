@@ -56,14 +56,14 @@ export type Lookup =
 export interface ReplayBufferService {
   /** False when replay is off (`recentBufferSize: 0`): nothing is recorded. */
   readonly enabled: boolean
-  /** A new stamp for one delivery to many connections (dedupes users reached twice). */
-  readonly stamp: () => number
   /**
    * Records a frame for a user. Synchronous: called on the delivery path. `order` places
    * it among the user's frames in a shared store (publish time × 1024 + the publisher's
    * counter), whichever instance records it.
    */
-  readonly record: (userId: string, id: string, frame: Uint8Array, stamp?: number, order?: number) => void
+  readonly record: (userId: string, id: string, frame: Uint8Array, order?: number) => void
+  /** Records one frame for several users (a broadcast, a room), each once. */
+  readonly recordAll: (userIds: Iterable<string>, id: string, frame: Uint8Array, order?: number) => void
   /** The frames after `lastEventId` for `userId`. */
   readonly lookup: (userId: string, lastEventId: string) => Effect.Effect<Lookup, TransportError>
   /** Present when the store answers synchronously (memory): no live frame can interleave. */
@@ -132,8 +132,8 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferS
     const lookupSync = (userId: string, lastEventId: string) => store.lookup(userId, lastEventId, now())
     return {
       enabled: store.enabled,
-      stamp: () => store.nextStamp(),
-      record: (userId, id, frame, stamp) => store.record(userId, id, frame, now(), stamp),
+      record: (userId, id, frame) => store.record(userId, id, frame, now()),
+      recordAll: (userIds, id, frame) => store.recordAll(userIds, id, frame, now()),
       lookupSync,
       lookup: (userId, lastEventId) => Effect.sync(() => lookupSync(userId, lastEventId)),
       clear: (userId) => Effect.sync(() => store.clear(userId)),
@@ -226,8 +226,11 @@ export const makeRedis = (
     )
     return {
       enabled: replay.enabled,
-      stamp: () => replay.nextStamp(),
-      record: (userId, id, frame, stamp, order) => replay.record(userId, id, frame, stamp, order),
+      record: (userId, id, frame, order) => replay.record(userId, id, frame, undefined, order),
+      recordAll: (userIds, id, frame, order) => {
+        const stamp = replay.nextStamp()
+        for (const userId of userIds) replay.record(userId, id, frame, stamp, order)
+      },
       lookupSync: undefined,
       offline: (userId, id, frame, published, order) => {
         if (published) replay.record(userId, id, frame, undefined, order)

@@ -683,7 +683,7 @@ export class Engine {
     if (Array.isArray(entry)) {
       for (let i = 0; i < entry.length; i++) if (hub.push(entry[i]!, frame)) count++
     } else if (hub.push(entry, frame)) count++
-    if (id !== undefined && this.replay.enabled) this.replay.record(userId, id, frame, undefined, order)
+    if (id !== undefined && this.replay.enabled) this.replay.record(userId, id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "user", userId, count })
     return count
   }
@@ -692,9 +692,7 @@ export class Engine {
     const hub = this.hub
     let count = 0
     for (const conn of hub.conns.values()) if (hub.push(conn, frame)) count++
-    if (id !== undefined && this.replay.enabled) {
-      for (const userId of hub.users.keys()) this.replay.record(userId, id, frame, undefined, order)
-    }
+    if (id !== undefined && this.replay.enabled) this.replay.recordAll(hub.users.keys(), id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "all", count })
     return count
   }
@@ -705,10 +703,7 @@ export class Engine {
     const hub = this.hub
     let count = 0
     for (const conn of members) if (hub.push(conn, frame)) count++
-    if (id !== undefined && this.replay.enabled) {
-      const stamp = this.replay.stamp()
-      for (const conn of members) this.replay.record(conn.userId, id, frame, stamp, order)
-    }
+    if (id !== undefined && this.replay.enabled) this.replay.recordAll(userIdsOf(members), id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "room", room, count })
     return count
   }
@@ -866,6 +861,10 @@ export class Engine {
       )
     })
   }
+}
+
+function* userIdsOf(conns: Iterable<Conn>): Iterable<string> {
+  for (const conn of conns) yield conn.userId
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>

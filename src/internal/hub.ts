@@ -146,6 +146,9 @@ export class Hub {
   }
   private dirty: Array<Conn> = []
   private drops = new Map<Conn, [oldest: number, newest: number]>()
+  /** During a tick's flush: concatenated chunks by their first frame (see `concat`). */
+  private chunkCache: Map<Uint8Array, Array<{ readonly frames: Array<Uint8Array>; readonly bytes: number; readonly chunk: Uint8Array }>> | undefined =
+    undefined
   private dropReportScheduled = false
   private flushScheduled = false
   /**
@@ -351,6 +354,41 @@ export class Hub {
     }
   }
 
+  /**
+   * The frames `head .. head + count` as one buffer; during a tick's flush, the same
+   * sequence of frames (same objects, same order) gets the same buffer.
+   */
+  private concat(frames: Array<Uint8Array | undefined>, head: number, count: number, bytes: number): Uint8Array {
+    const cache = this.chunkCache
+    const first = frames[head]!
+    if (cache !== undefined) {
+      const candidates = cache.get(first)
+      if (candidates !== undefined) {
+        for (let c = 0; c < candidates.length; c++) {
+          const candidate = candidates[c]!
+          if (candidate.bytes !== bytes || candidate.frames.length !== count) continue
+          let same = true
+          for (let i = 1; i < count; i++) {
+            if (candidate.frames[i] !== frames[head + i]) {
+              same = false
+              break
+            }
+          }
+          if (same) return candidate.chunk
+        }
+      }
+    }
+    const list = (head === 0 && frames.length === count ? frames : frames.slice(head, head + count)) as Array<Uint8Array>
+    const chunk = Buffer.concat(list, bytes)
+    if (cache !== undefined) {
+      const entry = { frames: list === frames ? list.slice() : list, bytes, chunk }
+      const candidates = cache.get(first)
+      if (candidates === undefined) cache.set(first, [entry])
+      else if (candidates.length < 8) candidates.push(entry)
+    }
+    return chunk
+  }
+
   /** While blocked: the bounded queue and its policy. */
   private enqueue(conn: Conn, frame: Uint8Array): boolean {
     const size = frame.length
@@ -416,7 +454,7 @@ export class Hub {
         ok = res.write(frames[head]!)
       } else if (bytes < count * LARGE_FRAME_BYTES || res.cork === undefined) {
         // Small frames: one chunk (one chunked-encoding frame, one buffer for writev).
-        ok = res.write(Buffer.concat(head === 0 ? frames as Array<Uint8Array> : frames.slice(head) as Array<Uint8Array>, bytes))
+        ok = res.write(this.concat(frames, head, count, bytes))
       } else {
         // Large frames: copying them into one chunk costs more than it saves; the
         // corked writes still leave in one writev, each frame's shared buffer as is.
@@ -461,11 +499,15 @@ export class Hub {
     this.flushScheduled = false
     const list = this.dirty
     this.dirty = []
+    // Connections that got the same frames this tick (a broadcast, a room) share one
+    // concatenated chunk instead of one copy each.
+    this.chunkCache = new Map()
     for (let i = 0; i < list.length; i++) {
       const conn = list[i]!
       conn.dirty = false
       if (!conn.blocked) this.flush(conn)
     }
+    this.chunkCache = undefined
     if (this.tickStart !== 0) {
       this.observeLatency?.(performance.now() - this.tickStart)
       this.tickStart = 0

@@ -162,6 +162,13 @@ export class MemoryReplay {
     if (this.rings.size > this.options.maxUsers) this.evictOldest(now)
   }
 
+  /** Records one frame for many users (each once), with one clock read for all. */
+  recordAll(userIds: Iterable<string>, id: string, frame: Uint8Array, now: number): void {
+    if (!this.enabled) return
+    const stamp = this.nextStamp()
+    for (const userId of userIds) this.record(userId, id, frame, now, stamp)
+  }
+
   /** A frame with an id for a user without a connection on this instance. */
   offline(userId: string, id: string, frame: Uint8Array, now: number): void {
     if (!this.enabled) return
