@@ -130,6 +130,7 @@ export const createIORedisAdapter = (
   const connections = Clients.openAll(sourceOf(input), settings)
   const { kv: kvClient, publisher, subscriber } = connections
   const pubGate = new Clients.ReadyGate(publisher, "pub")
+  const pub = new Clients.Publisher(publisher, pubGate, timing.offlineTimeoutMs)
   const kvGate = new Clients.ReadyGate(kvClient, "kv")
   const scripts = Scripts.install(kvClient)
 
@@ -142,8 +143,6 @@ export const createIORedisAdapter = (
   let closing: Promise<void> | undefined
   const closed = () => Promise.reject(new Error("the ioredis adapter is closed"))
   const clean = (error: unknown) => Promise.reject(Errors.sanitize(error))
-  const onPub = <A>(f: () => Promise<A>): Promise<A> =>
-    closing !== undefined ? closed() : pubGate.run(timing.offlineTimeoutMs, f).catch(clean)
   const onKv = <A>(f: () => Promise<A>): Promise<A> =>
     closing !== undefined ? closed() : kvGate.run(timing.offlineTimeoutMs, f).catch(clean)
 
@@ -167,7 +166,8 @@ export const createIORedisAdapter = (
   }
 
   const adapter = {
-    publish: (channel: string, message: string) => onPub(() => Clients.publishOrdered(publisher, channel, message)),
+    publish: (channel: string, message: string) =>
+      closing !== undefined ? closed() : pub.publish(channel, message).catch(clean),
     subscribe: (channel: string) => {
       if (closing !== undefined) return closed()
       const pending = subscriber.subscribe(channel)

@@ -117,6 +117,36 @@ describe.skipIf(!redisAvailable())("createIORedisAdapter", () => {
     await a.close() // idempotent
   })
 
+  it("the publishes of one tick leave in one write on the publisher's socket, in order, each with its own result", async () => {
+    const a = createIORedisAdapter(server.url)
+    const b = createIORedisAdapter(server.url)
+    try {
+      const channel = unique("batch")
+      const atB = received(b)
+      await b.subscribe(channel)
+      await a.publish(channel, "warm-up") // connected and ready
+      const socket = (a[ConnectionsKey].connections.publisher as Redis).stream
+      let writes = 0
+      const write = socket.write
+      socket.write = function(this: typeof socket, ...args: Parameters<typeof write>) {
+        writes++
+        return write.apply(this, args)
+      } as typeof write
+      const messages = Array.from({ length: 50 }, (_, i) => `m${i}`)
+      const results = await Promise.all(messages.map((m) => a.publish(channel, m)))
+      socket.write = write
+      expect(writes).toBe(1)
+      expect(results).toEqual(messages.map(() => 1))
+      const deadline = Date.now() + 5_000
+      while (atB.length < 51 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+      expect(atB.map(([, m]) => m)).toEqual(["warm-up", ...messages])
+      // a lone publish on a later tick is sent on its own
+      expect(await a.publish(channel, "alone")).toBe(1)
+    } finally {
+      await Promise.all([a.close(), b.close()])
+    }
+  })
+
   it("from ioredis options", async () => {
     const a = createIORedisAdapter({ host: "127.0.0.1", port: server.port })
     const b = createIORedisAdapter({ host: "127.0.0.1", port: server.port, db: 0 })

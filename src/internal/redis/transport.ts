@@ -9,7 +9,7 @@ import type * as Scope from "effect/Scope"
 import { TransportError } from "../../Errors.js"
 import type { RedisKv } from "../../RedisTransport.js"
 import type { Handlers, TransportService } from "../../Transport.js"
-import { type Connections, publishOrdered, ReadyGate } from "./clients.js"
+import { type Connections, Publisher, ReadyGate } from "./clients.js"
 import * as Errors from "./errors.js"
 import * as PresenceScripts from "./presence.js"
 import * as Scripts from "./scripts.js"
@@ -41,6 +41,7 @@ interface Entry {
 export const make = (connections: Connections, timing: Timing): Built => {
   const { kv: kvClient, publisher, subscriber } = connections
   const pubGate = new ReadyGate(publisher, "pub")
+  const pub = new Publisher(publisher, pubGate, timing.offlineTimeoutMs)
   const kvGate = new ReadyGate(kvClient, "kv")
   const channels = new Map<string, Set<Entry>>()
   let released = false
@@ -131,7 +132,7 @@ export const make = (connections: Connections, timing: Timing): Built => {
 
   const publish = (channel: string, message: string): Effect.Effect<void, TransportError> =>
     Effect.tryPromise({
-      try: () => released ? closedError() : pubGate.run(timing.offlineTimeoutMs, () => publishOrdered(publisher, channel, message)),
+      try: () => released ? closedError() : pub.publish(channel, message),
       catch: (cause) => new TransportError({ operation: "publish", cause: Errors.sanitize(cause) })
     }).pipe(Effect.asVoid)
 
