@@ -7,6 +7,8 @@
  *
  * Options: --quick, --only=<letters>, --systems=<names>, --repeats=<n>,
  *          --out=<file.json>, --recent-buffer=<n> (ssekify recentBufferSize; default: the library's),
+ *          --same-bytes (ssekify without its default `timestamp` auto field: every system
+ *          sends the same frames),
  *          --no-pin (do not use taskset), --no-preload / --preload (servers load every system
  *          of the run for an equal RSS baseline; default on, off with --quick),
  *          --quiet-wait=<s> (before each run, wait up to s seconds for other processes to
@@ -38,6 +40,7 @@ interface Args {
   repeats: number | undefined
   out: string | undefined
   recentBuffer: number | undefined
+  sameBytes: boolean
   pin: boolean
   /** undefined = default: on in full runs, off with --quick (it costs ~0.3 s per server start) */
   equalBaseline: boolean | undefined
@@ -56,6 +59,7 @@ function parseArgs(argv: ReadonlyArray<string>): Args {
     repeats: undefined,
     out: undefined,
     recentBuffer: undefined,
+    sameBytes: false,
     pin: true,
     equalBaseline: undefined,
     quietWait: undefined,
@@ -83,6 +87,9 @@ function parseArgs(argv: ReadonlyArray<string>): Args {
         break
       case "--recent-buffer":
         a.recentBuffer = Number(value)
+        break
+      case "--same-bytes":
+        a.sameBytes = true
         break
       case "--no-pin":
         a.pin = false
@@ -254,6 +261,7 @@ async function main(): Promise<number> {
       keepAliveMs: 15_000,
       retryMs: 2000,
       recentBufferSize: args.recentBuffer,
+      autoTimestamp: !args.sameBytes,
       queue: {},
       redisUrl: undefined,
       channel: "ssekify:bench"
@@ -331,7 +339,8 @@ async function main(): Promise<number> {
   const finished = new Date()
   const header =
     `ssekify bench (${mode}), ${started.toISOString()}, ${p.repeats} repeat(s), ` +
-    `node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? "?"}\n` +
+    `node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? "?"}` +
+    (args.sameBytes ? ", --same-bytes (ssekify without its timestamp auto field)" : "") + "\n" +
     `medians; "×r" = median over repeats of (system / raw in the same repeat); "(!n)" = n repeats with foreign CPU use`
   process.stdout.write(header + "\n" + table(reports, active) + "\n")
   if (warnings.length > 0) process.stdout.write("\nwarnings:\n" + warnings.map((w) => `  - ${w}`).join("\n") + "\n")

@@ -42,7 +42,8 @@ const ssekifyEffect: SystemDef = {
       retryMs: cfg.retryMs,
       channel: cfg.channel,
       shutdown: { announce: false, graceMs: 0 },
-      ...(cfg.recentBufferSize !== undefined ? { recentBufferSize: cfg.recentBufferSize } : {})
+      ...(cfg.recentBufferSize !== undefined ? { recentBufferSize: cfg.recentBufferSize } : {}),
+      ...(cfg.autoTimestamp ? {} : { autoFields: { timestamp: false } })
     }
     const transport = cfg.redisUrl !== undefined ? RedisTransport.layer({ url: cfg.redisUrl }) : Transport.layerNone
     const runtime = ManagedRuntime.make(SseKify.layer(options).pipe(Layer.provide(transport)))

@@ -62,6 +62,7 @@ const ssekify: SystemDef = {
     }
     if (cfg.recentBufferSize !== undefined) options["recentBufferSize"] = cfg.recentBufferSize
     if (cfg.redisUrl !== undefined) options["redis"] = cfg.redisUrl
+    if (!cfg.autoTimestamp) options["autoFields"] = { timestamp: false }
     const sse = new mod.SSEKify(options)
     sse.on("error", (e) => events.error(errorKind(e)))
     sse.on("drop", (e) => {

@@ -25,6 +25,8 @@ export interface SystemConfig {
   readonly retryMs: number
   /** undefined = the library's default */
   readonly recentBufferSize: number | undefined
+  /** ssekify's default `timestamp` auto field (false: frames carry the same bytes as raw's) */
+  readonly autoTimestamp: boolean
   readonly queue: QueueOptions
   /** set in scenario E: a `redis://127.0.0.1:<port>` URL of the bench's own redis-server */
   readonly redisUrl: string | undefined
