@@ -193,16 +193,30 @@ describe("delivery", () => {
     await server.close()
   })
 
-  it("coalesces frames of one tick into one write, in order", async () => {
-    const f = await setup({ autoFields: { timestamp: false } })
+  it("writes a tick's first frame at once and coalesces the rest of the tick into one write, in order", async () => {
+    let res: ServerResponse | undefined
+    const f = await setup({ autoFields: { timestamp: false } }, (sse, userId, r) => {
+      res = r
+      sse.registerConnection(userId, r)
+    })
     const c = await f.open("alice")
-    const chunks: Array<number> = []
-    c.response.on("data", (chunk: Buffer) => chunks.push(chunk.length))
+    const writes: Array<number> = []
+    const write = res!.write
+    res!.write = function(this: ServerResponse, ...args: Parameters<typeof write>) {
+      writes.push(Buffer.byteLength(args[0] as Uint8Array))
+      return write.apply(this, args)
+    } as typeof write
+    // a lone frame is on the socket when the send returns: it waits for no tick
+    f.sse.sendToUser("alice", -1)
+    expect(writes).toEqual([Buffer.byteLength("data: -1\n\n")])
+    await new Promise((resolve) => setImmediate(resolve))
+    writes.length = 0
     for (let i = 0; i < 50; i++) f.sse.sendToUser("alice", i)
-    await c.waitFor((x) => x.messages().length === 50)
-    expect(c.messages().map((m) => Number(m.data))).toEqual(Array.from({ length: 50 }, (_, i) => i))
-    // 50 frames left in one write: the client sees them in one or very few chunks
-    expect(chunks.length).toBeLessThan(5)
+    expect(writes.length).toBe(1)
+    await c.waitFor((x) => x.messages().length === 51)
+    // the 49 frames after the tick's first left together, after it
+    expect(writes.length).toBe(2)
+    expect(c.messages().map((m) => Number(m.data))).toEqual(Array.from({ length: 51 }, (_, i) => i - 1))
   })
 
   it("multi-line data becomes several data lines; CR, LF and CRLF all split", async () => {

@@ -74,7 +74,7 @@ export class Conn {
   bytes = 0
   /** `write()` returned false: waiting for `'drain'`. */
   blocked = false
-  /** In the hub's list of connections to flush on the next tick. */
+  /** Got a frame this tick (its first was written at once): in the hub's list to flush at the tick's end. */
   dirty = false
   closed = false
   /** Frames held back while a replay is being fetched (see `Hub.hold`). */
@@ -283,15 +283,12 @@ export class Hub {
       return true
     }
     if (conn.blocked) return this.enqueue(conn, frame)
-    let frames = conn.frames
-    if (frames === undefined) conn.frames = frames = []
-    frames.push(frame)
-    conn.count++
-    conn.bytes += frame.length
-    // Counted now, as the original counted a successful write (the write itself leaves
-    // on the next tick, coalesced with the tick's other frames).
+    // Counted now, as the original counted a successful write.
     this.metrics.sent++
     if (!conn.dirty) {
+      // The connection's first frame in this tick is written at once, as a plain
+      // `write()` would be: a lone message waits for nothing. The connection is marked
+      // so that the frames after it in the same tick are coalesced (below).
       conn.dirty = true
       this.dirty.push(conn)
       if (!this.flushScheduled) {
@@ -299,7 +296,14 @@ export class Hub {
         if (this.observeLatency !== undefined) this.tickStart = performance.now()
         setImmediate(this.flushAll)
       }
+      this.writeNow(conn, frame)
+      return true
     }
+    let frames = conn.frames
+    if (frames === undefined) conn.frames = frames = []
+    frames.push(frame)
+    conn.count++
+    conn.bytes += frame.length
     // Past the high-water mark `write()` would have returned false: write now, so
     // backpressure starts where it would have without coalescing.
     if (conn.bytes >= conn.config.highWaterMark) this.flush(conn)
@@ -431,6 +435,18 @@ export class Hub {
     if (conn.count > this.metrics.queueItemsMax) this.metrics.queueItemsMax = conn.count
     if (conn.bytes > this.metrics.queueBytesMax) this.metrics.queueBytesMax = conn.bytes
     return true
+  }
+
+  /** Writes one frame now (nothing of `conn` is pending). */
+  private writeNow(conn: Conn, frame: Uint8Array): void {
+    let ok: boolean
+    try {
+      ok = conn.res.write(frame)
+    } catch {
+      this.remove(conn, false)
+      return
+    }
+    if (ok === false) this.block(conn)
   }
 
   /**
