@@ -286,9 +286,6 @@ export class Hub {
     // Counted now, as the original counted a successful write.
     this.metrics.sent++
     if (!conn.dirty) {
-      // The connection's first frame in this tick is written at once, as a plain
-      // `write()` would be: a lone message waits for nothing. The connection is marked
-      // so that the frames after it in the same tick are coalesced (below).
       conn.dirty = true
       this.dirty.push(conn)
       if (!this.flushScheduled) {
@@ -296,8 +293,14 @@ export class Hub {
         if (this.observeLatency !== undefined) this.tickStart = performance.now()
         setImmediate(this.flushAll)
       }
-      this.writeNow(conn, frame)
-      return true
+      // A Node response (it has `cork`) gets its first frame of the tick at once, as a
+      // plain `write()` would: a lone message waits for nothing; the frames after it in
+      // the same tick are coalesced (below). A stream sink (`ssekify/platform`) wakes its
+      // body's fiber on every write: it gets all of the tick's frames in one chunk.
+      if (conn.res.cork !== undefined) {
+        this.writeNow(conn, frame)
+        return true
+      }
     }
     let frames = conn.frames
     if (frames === undefined) conn.frames = frames = []
