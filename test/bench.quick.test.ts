@@ -139,8 +139,12 @@ describe("bench --quick", () => {
           expect(res.errors, `${c.def.id} ${system}\n${context}`).toEqual([])
           for (const m of c.def.metrics.filter((x) => x.primary === true)) {
             const v = res.median[m.key]
-            expect(typeof v === "number" && v > 0, `${c.def.id} ${system} ${m.key} = ${String(v)}\n${context}`).toBe(true)
-            if (system !== "raw") {
+            // RSS grows by pages: over the few connections of a quick run the allocator's
+            // slack can absorb them whole (a slope of 0 B), so RSS need only be a number.
+            const rss = m.key.startsWith("rss")
+            const ok = typeof v === "number" && (rss ? Number.isFinite(v) && v >= 0 : v > 0)
+            expect(ok, `${c.def.id} ${system} ${m.key} = ${String(v)}\n${context}`).toBe(true)
+            if (system !== "raw" && !rss) {
               const ratio = res.ratioVsRaw[m.key]
               expect(typeof ratio === "number" && ratio > 0, `${c.def.id} ${system} ratio ${m.key} = ${String(ratio)}`).toBe(true)
             }
