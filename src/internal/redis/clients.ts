@@ -133,16 +133,8 @@ export const publishOrdered = (client: Client, channel: string, message: string)
 /** What one PUBLISH of a batch gave: the number of receivers, or why it failed. */
 type Outcome = readonly [error: Error | null, receivers: unknown]
 
-/** The PUBLISHes of a batch in one pipeline (one write); on a Cluster, each in order as before. */
-const publishBatch = (client: Client, batch: ReadonlyArray<Pending>): Promise<ReadonlyArray<Outcome>> => {
-  if (isCluster(client)) {
-    return Promise.all(batch.map(({ channel, message }) =>
-      publishOrdered(client, channel, message).then(
-        (receivers): Outcome => [null, receivers],
-        (error: unknown): Outcome => [error instanceof Error ? error : new Error(String(error)), null]
-      )
-    ))
-  }
+/** The PUBLISHes of a batch in one pipeline (one write) on a single node. */
+const publishBatch = (client: Redis, batch: ReadonlyArray<Pending>): Promise<ReadonlyArray<Outcome>> => {
   const pipeline = client.pipeline()
   for (const { channel, message } of batch) pipeline.publish(channel, message)
   return pipeline.exec().then((results) => {
@@ -167,8 +159,9 @@ interface Pending {
  * for Redis instead of one each, in the order they were published. On loopback a
  * small write costs tens of microseconds (the receiver's network path runs in the
  * sender's system call), so this is most of what a burst of publishes costs. A lone
- * message is a plain `PUBLISH`, sent on the same tick (`process.nextTick`). Each call
- * still gets its own result, and the connection's {@link ReadyGate} applies as before.
+ * message is a plain `PUBLISH`, sent on the same tick (`process.nextTick`); on a
+ * Cluster every message is a plain `PUBLISH` to its channel's master. Each call still
+ * gets its own result, and the connection's {@link ReadyGate} applies as before.
  */
 export class Publisher {
   private pending: Array<Pending> = []
@@ -189,12 +182,15 @@ export class Publisher {
   private readonly flush = (): void => {
     const batch = this.pending
     this.pending = []
-    if (batch.length === 1) {
-      const { channel, message, reject, resolve } = batch[0]!
-      this.gate.run(this.offlineTimeoutMs, () => publishOrdered(this.client, channel, message)).then(resolve, reject)
+    const client = this.client
+    // On a Cluster each message goes to its channel's master as before (in order).
+    if (batch.length === 1 || isCluster(client)) {
+      for (const { channel, message, reject, resolve } of batch) {
+        this.gate.run(this.offlineTimeoutMs, () => publishOrdered(client, channel, message)).then(resolve, reject)
+      }
       return
     }
-    this.gate.run(this.offlineTimeoutMs, () => publishBatch(this.client, batch)).then(
+    this.gate.run(this.offlineTimeoutMs, () => publishBatch(client, batch)).then(
       (outcomes) =>
         batch.forEach(({ reject, resolve }, i) => {
           const outcome = outcomes[i]
