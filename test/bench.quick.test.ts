@@ -4,15 +4,13 @@
  * a positive number for every primary metric. No timing thresholds: this machine's
  * speed drifts; the figures themselves are for `npm run bench`.
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 import { SseResponseParser } from "../bench/lib/parser.js"
+import { REPO, runScript } from "./support/runScript.js"
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const SCENARIOS = ["A", "B", "C", "D", "E", "F", "G"]
 
 interface MetricDef {
@@ -31,20 +29,7 @@ interface Report {
   >
 }
 
-function runBench(args: ReadonlyArray<string>, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "bench/run.ts", ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
-    const timer = setTimeout(() => child.kill("SIGINT"), timeoutMs)
-    child.on("close", (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
+const runBench = (args: ReadonlyArray<string>, timeoutMs: number) => runScript("bench/run.ts", args, timeoutMs)
 
 class Collect extends SseResponseParser {
   heads: Array<[boolean, string]> = []

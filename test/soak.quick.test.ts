@@ -4,15 +4,13 @@
  * it makes must pass. The figures themselves are for `npm run soak` (README,
  * "Reliability").
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 import { redisAvailable } from "./support/redisServer.js"
+import { runScript } from "./support/runScript.js"
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
 interface Report {
   readonly quick: boolean
@@ -25,20 +23,7 @@ interface Report {
   }>
 }
 
-const run = (args: ReadonlyArray<string>, timeoutMs: number) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "soak/run.ts", ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
-    // SIGINT: the runner stops its redis-servers and children before it exits
-    const timer = setTimeout(() => child.kill("SIGINT"), timeoutMs)
-    child.on("close", (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
+const run = (args: ReadonlyArray<string>, timeoutMs: number) => runScript("soak/run.ts", args, timeoutMs)
 
 describe("soak --quick", () => {
   it("runs every scenario and every check passes", async () => {
