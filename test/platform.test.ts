@@ -129,6 +129,31 @@ describe("HttpSse on NodeHttpServer", () => {
       expect(stats).toMatchObject({ connections: 1, users: 1, rooms: 1 })
     }))
 
+  it.scopedLive("the frames of one tick reach the Node response in one write (the body's fiber wakes once)", () =>
+    Effect.gen(function*() {
+      const { sse, url } = yield* serve(sseApp(), { keepAliveMs: 0, autoFields: { timestamp: false } })
+      const alice = yield* open(`${url}/sse?userId=alice`)
+      yield* opened(alice)
+      yield* waitUntil(() => Effect.runSync(sse.isUserOnline("alice")), "alice registered")
+      const writes: Array<number> = []
+      const write = http.ServerResponse.prototype.write
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          http.ServerResponse.prototype.write = function(this: http.ServerResponse, ...args: Parameters<typeof write>) {
+            if (this.req.url?.startsWith("/sse") === true) writes.push(Buffer.byteLength(args[0] as Uint8Array))
+            return write.apply(this, args)
+          } as typeof write
+        }),
+        () => Effect.sync(() => void (http.ServerResponse.prototype.write = write))
+      )
+      yield* Effect.sync(() => {
+        for (let i = 0; i < 50; i++) Effect.runSync(sse.sendToUser("alice", i))
+      })
+      yield* waitFor(alice, (c) => c.messages().length === 50, "50 messages")
+      expect(alice.messages().map((m) => Number(m.data))).toEqual(Array.from({ length: 50 }, (_, i) => i))
+      expect(writes).toHaveLength(1)
+    }))
+
   it.scopedLive("works with the eventsource client: named events, ids, reconnect with Last-Event-ID and replay", () =>
     Effect.gen(function*() {
       const { sockets, sse, url } = yield* serve(sseApp(), { retryMs: 50, keepAliveMs: 0 })
