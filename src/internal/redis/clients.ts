@@ -140,8 +140,7 @@ const publishBatch = (client: Redis, batch: ReadonlyArray<Pending>): Promise<Rea
   return pipeline.exec().then((results) => {
     const outcomes = results ?? []
     // not written at all (the stream closed): the gate sends the whole batch again
-    const first = outcomes[0]?.[0]
-    if (first != null && isNotSent(first) && outcomes.every(([error]) => error != null && isNotSent(error))) throw first
+    if (outcomes.length > 0 && outcomes.every(([error]) => isNotSent(error))) throw outcomes[0]![0]
     return outcomes
   })
 }
