@@ -8,7 +8,7 @@
 import { createChannel, createSession, type Channel, type Session } from "better-sse"
 import type { Payload } from "../lib/stats.js"
 import { openBus, type Bus } from "./bus.js"
-import type { SystemDef, SystemInstance } from "./types.js"
+import type { SendOptions, SystemDef, SystemInstance } from "./types.js"
 
 const betterSse: SystemDef = {
   name: "better-sse",
@@ -27,6 +27,13 @@ const betterSse: SystemDef = {
       let c = rooms.get(name)
       if (c === undefined) rooms.set(name, (c = createChannel()))
       return c
+    }
+
+    const broadcast = (channel: Channel, data: Payload, o: SendOptions): number => {
+      const n = channel.sessionCount
+      channel.broadcast(data, o.event, { eventId: o.id })
+      sent += n
+      return n
     }
 
     let bus: Bus | undefined
@@ -64,19 +71,10 @@ const betterSse: SystemDef = {
           (e: unknown) => events.error(e instanceof Error ? e.message : String(e))
         )
       },
-      sendToAll(data, o) {
-        const n = everyone.sessionCount
-        everyone.broadcast(data, o.event, { eventId: o.id })
-        sent += n
-        return n
-      },
+      sendToAll: (data, o) => broadcast(everyone, data, o),
       sendToRoom(name, data, o) {
         const c = rooms.get(name)
-        if (c === undefined) return 0
-        const n = c.sessionCount
-        c.broadcast(data, o.event, { eventId: o.id })
-        sent += n
-        return n
+        return c === undefined ? 0 : broadcast(c, data, o)
       },
       sendToUser(userId, data, o) {
         const list = users.get(userId)
