@@ -92,7 +92,8 @@ export class SSEClient<R extends ResponseLike = ResponseLike> {
   /**
    * Opens the EventSource if it is not open yet and resolves once it is open.
    *
-   * @throws SSEClientError `CLOSED`, `CONNECT_TIMEOUT` (as a rejection).
+   * @throws SSEClientError `CLOSED`, `CONNECT_TIMEOUT` (as a rejection), and what the
+   *   `EventSource` constructor throws (e.g. a `SyntaxError` for an invalid URL), also as a rejection.
    */
   connect(): Promise<void> {
     return this.#connection.connect()
@@ -114,6 +115,8 @@ export class SSEClient<R extends ResponseLike = ResponseLike> {
    *
    * @throws SSEClientError `CLOSED`, `NO_FETCH`, `CONNECT_TIMEOUT`, `DUPLICATE_REQUEST_ID`,
    *   `POST_FAILED`, `POST_TIMEOUT`, `ABORTED` (as a rejection; the subscription is then ended).
+   * @throws TypeError (as a rejection) when `onMessage` is not a function, the requestId
+   *   is not a non-empty string, or an option is invalid.
    */
   async postAndListen<P = unknown>(
     url: string,

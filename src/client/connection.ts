@@ -162,11 +162,16 @@ export class Connection {
 
   /**
    * Starts the connection and resolves once it is open; rejects with `CLOSED`,
-   * `CONNECT_TIMEOUT`, or `abort.error()` when `abort.signal` fires.
+   * `CONNECT_TIMEOUT`, `abort.error()` when `abort.signal` fires, or what the
+   * EventSource constructor threw (never throws synchronously).
    */
   connect(abort?: OpenAbort): Promise<void> {
     if (this.#closed) return Promise.reject(closedError())
-    this.start()
+    try {
+      this.start()
+    } catch (error) {
+      return Promise.reject(error)
+    }
     return this.#whenOpen(abort)
   }
 

@@ -6,6 +6,7 @@
  * @since 0.2.0
  */
 import type { FrameMeta } from "./frames.js"
+import { globalValue } from "./platform.js"
 
 /**
  * Why a subscription ended.
@@ -101,6 +102,26 @@ export interface SSEClientEventMap {
 
 type Listener<K extends keyof SSEClientEventMap> = (event: SSEClientEventMap[K]) => void
 
+interface ConsoleLike {
+  readonly error?: (...data: Array<unknown>) => void
+}
+
+/**
+ * Where a callback's error goes when nobody listens to `'error'`: the host's
+ * `reportError` (browsers: the console and `window.onerror`, as for a DOM listener that
+ * throws), else `console.error`. Never thrown: the frame being routed is not lost.
+ */
+const reportUnheard = (error: unknown): void => {
+  try {
+    const report = globalValue<(error: unknown) => void>("reportError")
+    if (typeof report === "function") return report(error)
+    const console = globalValue<ConsoleLike>("console")
+    if (typeof console?.error === "function") console.error("ssekify/client: a callback threw (listen to 'error' to handle it):", error)
+  } catch {
+    // the host's reporter failed: there is nowhere left to report to
+  }
+}
+
 /** The client's listeners by event, and `options.onError`. */
 export class Emitter {
   readonly #listeners = new Map<keyof SSEClientEventMap, Set<(event: never) => void>>()
@@ -147,6 +168,13 @@ export class Emitter {
   }
 
   #emitError(event: SSEClientEventMap["error"], set: Set<(event: never) => void> | undefined): void {
+    const heard = this.#onError !== undefined || (set !== undefined && set.size > 0)
+    if (!heard) {
+      // A connection error is routine (the EventSource retries); a callback that threw is
+      // the application's bug and must not vanish.
+      if (event.kind === "handler") reportUnheard(event.error)
+      return
+    }
     if (this.#onError !== undefined) {
       try {
         this.#onError(event)
@@ -154,7 +182,7 @@ export class Emitter {
         // an error handler that throws has nowhere to report to
       }
     }
-    if (set === undefined || set.size === 0) return
+    if (set === undefined) return
     for (const listener of Array.from(set)) {
       try {
         ;(listener as Listener<"error">)(event)

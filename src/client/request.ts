@@ -45,7 +45,11 @@ export interface PostAndListenOptions {
   readonly token?: TokenSource
   /** fetch `credentials`. Default: the client's (`'same-origin'`). */
   readonly credentials?: "omit" | "same-origin" | "include" | undefined
-  /** Aborts the POST (and ends the subscription with `'failed'`) when it fires before the response. */
+  /**
+   * Rejects with `ABORTED` when it fires before the response: while the client waits for
+   * the EventSource to open (nothing was sent), or during the POST (which is aborted, and
+   * the subscription ended with `'failed'`).
+   */
   readonly signal?: AbortSignalLike | undefined
   /** Fails the POST after this many ms without a response. Default: the client's `postTimeoutMs` (30 000); 0: none. */
   readonly timeoutMs?: number | undefined
@@ -83,13 +87,18 @@ export const postAndListen = async <R extends ResponseLike>(
   const fetchFn = config.fetch ?? globalValue<FetchLike<R>>("fetch")
   if (fetchFn === undefined) throw new SSEClientError("NO_FETCH", "no global fetch: pass options.fetch")
   if (typeof onMessage !== "function") throw new TypeError("ssekify/client: onMessage must be a function")
-  const requestId = o.requestId ?? config.generateRequestId()
+  const requestId: unknown = o.requestId ?? config.generateRequestId()
+  // A requestId that is not a non-empty string never matches a frame's (the routing
+  // reads string ids only; the server keys its seq on a truthy one).
+  if (typeof requestId !== "string" || requestId === "") {
+    throw new TypeError(`ssekify/client: a requestId must be a non-empty string, got ${typeof requestId === "string" ? "''" : typeof requestId}`)
+  }
   if (registry.has(requestId)) throw duplicate(requestId)
   const signal: AbortSignalLike | undefined = o.signal
   const aborted = () => new SSEClientError("ABORTED", `request ${requestId} aborted`, { requestId })
   if (signal?.aborted === true) throw new SSEClientError("ABORTED", "aborted before the request", { requestId })
   // Frames sent before the EventSource is open would be lost: wait for it first.
-  await connection.connect()
+  await connection.connect(signal === undefined ? undefined : { signal, error: aborted })
   if (connection.closed) throw closedError()
   if (registry.has(requestId)) throw duplicate(requestId)
   // Subscribe before the POST: the server may send frames before it answers.
@@ -98,6 +107,8 @@ export const postAndListen = async <R extends ResponseLike>(
   let response: R
   try {
     const token = await resolveToken(o.token !== undefined ? o.token : config.token)
+    // close() while the token was being fetched: the task must not start.
+    if (connection.closed) throw closedError()
     const headers = withBearer({ "content-type": "application/json", accept: "application/json", ...config.headers, ...o.headers }, token)
     const payload = JSON.stringify({ ...(body ?? {}), requestId })
     const timeoutMs = msOption("timeoutMs", o.timeoutMs, config.postTimeoutMs)
