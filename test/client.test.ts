@@ -3,13 +3,15 @@
  * servers running the `SSEKify` facade: multiplexing, done/error, broadcast routing,
  * the bearer token, the watchdog (through a TCP proxy that freezes the connection),
  * replay after the server drops the connection, and deduplication of an overlapping
- * replay.
+ * replay; then the edges: an abort while the EventSource is not open, close() while
+ * the token is fetched, callbacks that throw with nobody listening, bad requestIds,
+ * an EventSource that cannot be constructed.
  */
 import { EventSource } from "eventsource"
 import type * as http from "node:http"
 import * as net from "node:net"
 import type { AddressInfo } from "node:net"
-import { afterEach, describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it, vi } from "vitest"
 import {
   type FrameMeta,
   type ListenMessage,
@@ -516,5 +518,121 @@ describe("ssekify/client in Node", () => {
   it("needs an EventSource", () => {
     expect(() => new SSEClient({ url: "http://127.0.0.1:1/sse" })).toThrow(/EventSource/)
     expect(() => new SSEClient({ EventSource, url: "http://127.0.0.1:1/sse", expectedPingInterval: -1, autoConnect: false })).toThrow(TypeError)
+  })
+})
+
+/** A `fetch` that counts the POSTs it passes on to the real one. */
+const countingFetch = () => {
+  const posts: Array<string> = []
+  const fetchFn = (url: string, init: RequestInit): Promise<Response> => {
+    posts.push(url)
+    return fetch(url, init)
+  }
+  return { posts, fetchFn }
+}
+
+describe("ssekify/client at the edges", () => {
+  it("a signal that fires while the EventSource is not open yet rejects ABORTED at once and sends nothing", async () => {
+    const app = await startApp({ keepAliveMs: 0, ...noTimestamp }, { sseRequest: () => "refuse" })
+    const { posts, fetchFn } = countingFetch()
+    const client = makeClient({
+      url: `${app.server.url}/sse?userId=jay`,
+      eventName: "notify",
+      // The refused EventSource is reopened only after a minute and the wait for it never
+      // times out: only the signal can end the call.
+      reopenDelayMs: 60_000,
+      connectTimeoutMs: 0,
+      fetch: fetchFn
+    })
+    await until(() => app.sseRequests.length === 1 && client.state === "connecting", 5_000, "the refused SSE request")
+    const controller = new AbortController()
+    const outcome: { value?: unknown } = {}
+    client.postAndListen(`${app.server.url}/api/task?userId=jay`, {}, () => {}, { signal: controller.signal, requestId: "r-abort" })
+      .then((r) => (outcome.value = r), (e: unknown) => (outcome.value = e))
+    controller.abort()
+    await until(() => "value" in outcome, 5_000, "the aborted postAndListen to settle")
+    expect(outcome.value).toBeInstanceOf(SSEClientError)
+    expect(outcome.value).toMatchObject({ code: "ABORTED", requestId: "r-abort" })
+    expect(posts).toEqual([])
+    expect(client.activeRequests()).toEqual([])
+    expect(app.sseRequests).toHaveLength(1)
+  })
+
+  it("close() while the token is being fetched: the POST is not sent and the call rejects CLOSED", async () => {
+    const app = await startApp({ keepAliveMs: 0, ...noTimestamp })
+    const { posts, fetchFn } = countingFetch()
+    const client = makeClient({ url: `${app.server.url}/sse?userId=kim`, eventName: "notify", fetch: fetchFn })
+    const gate: { release?: (token: string) => void } = {}
+    const token = () => new Promise<string>((resolve) => (gate.release = resolve))
+    const pending = client.postAndListen(`${app.server.url}/api/task?userId=kim`, {}, () => {}, { token })
+    await until(() => gate.release !== undefined, 5_000, "the token getter")
+    expect(client.activeRequests()).toHaveLength(1)
+    client.close()
+    gate.release!("tok-kim")
+    await expect(pending).rejects.toMatchObject({ name: "SSEClientError", code: "CLOSED" })
+    expect(posts).toEqual([])
+    expect(app.tasks).toEqual([])
+  })
+
+  it("a callback that throws with nobody listening to 'error' is reported on the console, and routing goes on", async () => {
+    const app = await startApp({ keepAliveMs: 0, ...noTimestamp })
+    const client = makeClient({
+      url: `${app.server.url}/sse?userId=lea`,
+      eventName: "notify",
+      onBroadcast: () => {
+        throw new Error("broadcast handler bug")
+      }
+    })
+    const reported: Array<Array<unknown>> = []
+    const spy = vi.spyOn(console, "error").mockImplementation((...args: Array<unknown>) => {
+      reported.push(args)
+    })
+    cleanup.push(() => spy.mockRestore())
+    const phases: Array<unknown> = []
+    const r = await client.postAndListen(`${app.server.url}/api/task?userId=lea`, {}, (m) => {
+      phases.push(m.phase)
+      throw new Error(`message handler bug (${String(m.phase)})`)
+    })
+    await app.sse.publish({ requestId: r.requestId, phase: "progress" }, "lea", { event: "notify" })
+    await app.sse.publish({ type: "announcement" }, "lea", { event: "notify" })
+    await app.sse.publish({ requestId: r.requestId, phase: "done" }, "lea", { event: "notify" })
+    expect(await r.ended).toEqual({ requestId: r.requestId, reason: "done", messages: 2 })
+    expect(phases).toEqual(["progress", "done"])
+    await until(() => reported.length === 3, 5_000, "the three errors on the console")
+    expect(reported.map((args) => (args.at(-1) as Error).message)).toEqual([
+      "message handler bug (progress)",
+      "broadcast handler bug",
+      "message handler bug (done)"
+    ])
+  })
+
+  it("a requestId that is not a non-empty string is refused before anything is sent", async () => {
+    const app = await startApp({ keepAliveMs: 0, ...noTimestamp })
+    const { posts, fetchFn } = countingFetch()
+    const client = makeClient({
+      url: `${app.server.url}/sse?userId=max`,
+      eventName: "notify",
+      fetch: fetchFn,
+      // A JavaScript caller's counter: frames carrying a number never match a subscription.
+      generateRequestId: () => 42 as unknown as string
+    })
+    const task = `${app.server.url}/api/task?userId=max`
+    await expect(client.postAndListen(task, {}, () => {})).rejects.toThrow(TypeError)
+    await expect(client.postAndListen(task, {}, () => {}, { requestId: "" })).rejects.toThrow(/non-empty string/)
+    expect(posts).toEqual([])
+    expect(client.activeRequests()).toEqual([])
+    const r = await client.postAndListen(task, {}, () => {}, { requestId: "max-1" })
+    expect(r.response.status).toBe(200)
+    expect(app.tasks.map((t) => t.body.requestId)).toEqual(["max-1"])
+  })
+
+  it("connect() reports an EventSource that cannot be constructed as a rejection, not a synchronous throw", async () => {
+    const client = makeClient({ url: "http://[not-a-host", autoConnect: false })
+    const call: { connecting?: Promise<void> } = {}
+    expect(() => {
+      call.connecting = client.connect()
+    }).not.toThrow()
+    await expect(call.connecting).rejects.toMatchObject({ name: "SyntaxError" })
+    expect(client.state).toBe("idle")
   })
 })

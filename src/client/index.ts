@@ -19,32 +19,22 @@
  *
  * @since 0.2.0
  */
-export { SSEClient, SSEClientError } from "./SSEClient.js"
-export type { SSEClientErrorCode } from "./SSEClient.js"
+export { type ConnectionInfo, SSEClient } from "./SSEClient.js"
+export { SSEClientError, type SSEClientErrorCode } from "./SSEClientError.js"
+export type { ConnectionState } from "./connection.js"
+export type { DropReason, EndReason, ReconnectReason, SSEClientEventMap, SubscriptionEnd } from "./events.js"
+export type { BroadcastHandler, FrameMeta, ListenMessage, MessageHandler, Phase } from "./frames.js"
+export type { SSEClientOptions } from "./options.js"
 export type {
   AbortSignalLike,
-  BroadcastHandler,
-  ConnectionInfo,
-  ConnectionState,
-  DropReason,
-  EndReason,
   EventSourceConstructor,
   EventSourceInitLike,
   EventSourceLike,
   EventSourceListener,
   FetchLike,
-  FrameMeta,
-  ListenMessage,
   MessageEventLike,
-  MessageHandler,
-  Phase,
-  PostAndListenOptions,
-  PostAndListenResult,
   PostRequestInit,
-  ReconnectReason,
-  ResponseLike,
-  SSEClientEventMap,
-  SSEClientOptions,
-  SubscriptionEnd,
-  TokenSource
-} from "./types.js"
+  ResponseLike
+} from "./platform.js"
+export type { PostAndListenOptions, PostAndListenResult } from "./request.js"
+export type { TokenSource } from "./token.js"
