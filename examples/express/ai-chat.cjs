@@ -151,7 +151,7 @@ const PAGE = `<!doctype html>
   // A reconnect that could not replay everything it missed (e.g. after a server restart)
   es.addEventListener('gap', (e) => {
     const gap = JSON.parse(e.data)
-    document.getElementById('answer').textContent += '\n\n[some frames were lost: ' + gap.reason + ']'
+    document.getElementById('answer').textContent += '\\n\\n[some frames were lost: ' + gap.reason + ']'
   })
   es.addEventListener('ping', () => { document.getElementById('status').textContent = 'connected as ' + userId + ' (heartbeat ' + new Date().toLocaleTimeString() + ')' })
   es.addEventListener('notify', (e) => {
