@@ -7,6 +7,17 @@
  * `timestamp` and a per-requestId `seq` (0, 1, 2...) to each frame, and, with
  * frameIdPolicy, an `id:` so a reconnecting page gets what it missed.
  *
+ * A page that loses its stream mid-answer (a network change, a laptop lid) reconnects
+ * by itself with `Last-Event-ID` a few seconds later, while the answer is still being
+ * published to a user who, for a moment, has no connection. By default ssekify does
+ * not keep frames sent to a user with no connection (replay covers frames lost in
+ * transit); `replayOffline: true` keeps them in the user's replay buffer (the last
+ * `recentBufferSize` frames, for `recentTTLMs`), so the reconnect replays the missed
+ * chunks before the live ones. `replayGapEvent` tells the page when a reconnect could
+ * not get everything (the buffer was gone: a restart, an expired or evicted user).
+ * With REDIS_URL the buffer lives in Redis (`replay: 'redis'`), so a reconnect that
+ * lands on another instance replays too.
+ *
  *   npm run dev:ai-chat        # PORT=3000, then open http://localhost:3000/
  *
  * Env: PORT (3000), REDIS_URL (optional: publish reaches the instance holding the
@@ -27,7 +38,10 @@ const sse = new SSEKify({
   channel: process.env.SSE_CHANNEL || 'ssekify:bus',
   keepAliveMs: Number(process.env.SSE_KEEPALIVE_MS || 15000),
   keepAliveEvent: 'ping', // a client watchdog can see heartbeats (comments are invisible to pages)
-  recentBufferSize: 50,
+  recentBufferSize: 50, // more than one answer's frames (CHAT_CHUNKS + 1)
+  replayOffline: true, // keep frames published while the page is reconnecting
+  replay: process.env.REDIS_URL ? 'redis' : 'memory', // across instances with Redis
+  replayGapEvent: 'gap', // the page hears when a reconnect could not get everything
   seq: { frameIdPolicy: 'timestamp' } // frames get ids: Last-Event-ID replay after a reconnect
 })
 sse.on('error', (err) => console.error('[ssekify]', err.message))
@@ -88,6 +102,7 @@ app.post('/api/chat', identify, (req, res) => {
         userId,
         { event: 'notify' }
       )
+      console.log(`[chat] ${userId} ${requestId}: done after ${n} chunks`)
     } catch (err) {
       // 'done' or 'error' always ends the stream: the client stops listening for this requestId
       await sse.publish(
@@ -95,6 +110,7 @@ app.post('/api/chat', identify, (req, res) => {
         userId,
         { event: 'notify' }
       ).catch((e) => console.error('[chat] could not report the error:', e.message))
+      console.log(`[chat] ${userId} ${requestId}: error after ${n} chunks`)
     }
   })()
 })
@@ -131,6 +147,12 @@ const PAGE = `<!doctype html>
   const seen = new Map()
   const es = new EventSource('/sse?userId=' + userId)
   es.onopen = () => { document.getElementById('status').textContent = 'connected as ' + userId }
+  es.onerror = () => { document.getElementById('status').textContent = 'reconnecting…' }
+  // A reconnect that could not replay everything it missed (e.g. after a server restart)
+  es.addEventListener('gap', (e) => {
+    const gap = JSON.parse(e.data)
+    document.getElementById('answer').textContent += '\\n\\n[some frames were lost: ' + gap.reason + ']'
+  })
   es.addEventListener('ping', () => { document.getElementById('status').textContent = 'connected as ' + userId + ' (heartbeat ' + new Date().toLocaleTimeString() + ')' })
   es.addEventListener('notify', (e) => {
     const msg = JSON.parse(e.data)
