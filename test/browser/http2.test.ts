@@ -5,6 +5,8 @@
  * Over HTTP/1.1 the browser opens 6 connections per origin: the 7th EventSource stays
  * pending until one of the 6 closes.
  */
+import type { ServerResponse } from "node:http"
+import type { Http2ServerResponse } from "node:http2"
 import type { Browser, Page } from "playwright-core"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { SSEKify } from "../../src/index.js"
@@ -58,14 +60,14 @@ describe.skipIf(!available || cert === undefined)("HTTP/2 in Chromium", () => {
 
   /** Registers `/sse?u=…`; serves the page on `/`; records each request's HTTP version. */
   const handler = (sse: SSEKify, versions: Array<string>) =>
-  (req: { readonly url?: string | undefined; readonly httpVersion: string }, res: never) => {
+  (req: { readonly url?: string | undefined; readonly httpVersion: string }, res: ServerResponse | Http2ServerResponse) => {
     const url = new URL(req.url ?? "/", "https://x")
     if (url.pathname === "/sse") {
       versions.push(req.httpVersion)
       sse.registerConnection(url.searchParams.get("u") ?? "guest", res)
       return
     }
-    const r = res as unknown as import("node:http").ServerResponse
+    const r = res as ServerResponse // the page: the same two calls on either response
     r.writeHead(url.pathname === "/" ? 200 : 404, { "content-type": "text/html; charset=utf-8" })
     r.end(url.pathname === "/" ? PAGE : "")
   }
@@ -96,7 +98,7 @@ describe.skipIf(!available || cert === undefined)("HTTP/2 in Chromium", () => {
   it("over HTTP/1.1 the 7th EventSource to one origin waits until one of the 6 closes", async () => {
     const sse = new SSEKify({ keepAliveMs: 0 })
     const versions: Array<string> = []
-    const server = await startServer(handler(sse, versions) as unknown as import("node:http").RequestListener)
+    const server = await startServer(handler(sse, versions))
     cleanup.push(() => server.close(), () => sse.shutdown({ announce: false, graceMs: 0 }))
     const page = await newPage()
     await page.goto(`${server.url}/`)
