@@ -117,7 +117,7 @@ describe("README code blocks", () => {
     } catch (e) {
       throw new Error(`type errors in README ts blocks:\n${(e as { stdout?: string }).stdout ?? e}`)
     }
-  })
+  }, 120_000) // one tsc run over every block: ~25 s alone, more under the full suite
 
   it("js blocks parse and type-check (checkJs)", () => {
     const files = blocks.filter((b) => b.lang === "js").map((b, i) => {
@@ -135,7 +135,7 @@ describe("README code blocks", () => {
     } catch (e) {
       throw new Error(`type errors in README js blocks:\n${(e as { stdout?: string }).stdout ?? e}`)
     }
-  })
+  }, 120_000)
 
   it("html blocks' scripts parse", () => {
     for (const b of blocks.filter((x) => x.lang === "html")) {
