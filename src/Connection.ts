@@ -13,12 +13,14 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { InvalidInput, LimitExceeded, ShuttingDown } from "./Errors.js"
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http"
+import type { Http2ServerRequest } from "node:http2"
 import { SseKify } from "./SseKify.js"
 
 /**
  * The Node response a connection is made on: `http.ServerResponse` (Express `res`,
- * Koa / Egg `ctx.res`, Fastify `reply.raw`, Hapi `request.raw.res`), or anything with
- * the same members.
+ * Koa / Egg `ctx.res`, Fastify `reply.raw`, Hapi `request.raw.res`), `node:http2`'s
+ * `Http2ServerResponse` (HTTP/2: no `Connection` header is sent), or anything with the
+ * same members.
  *
  * @since 0.2.0
  * @category models
@@ -39,7 +41,7 @@ export interface NodeResponse {
   /** Set by compression middleware; called after each heartbeat. */
   flush?: () => void
   /** The request (Node >= 15.7 sets it): where `Last-Event-ID` is read from. */
-  readonly req?: IncomingMessage | undefined
+  readonly req?: IncomingMessage | Http2ServerRequest | undefined
 }
 
 /**

@@ -19,6 +19,7 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Runtime from "effect/Runtime"
 import { EventEmitter } from "node:events"
 import type { ServerResponse } from "node:http"
+import type { Http2ServerResponse } from "node:http2"
 import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
 import { InvalidInput, RequestIdRequired, type SendError, ShuttingDown } from "./Errors.js"
 import { Engine, isResponse } from "./internal/engine.js"
@@ -163,10 +164,11 @@ export class SSEKify extends EventEmitter {
    * Turns `res` into an SSE connection for `userId`: sets the SSE headers (plus
    * `options.headers`), writes `retry:`, starts heartbeats, replays what the client
    * missed after `Last-Event-ID`. Do not write to `res` before, nor `res.end()` after.
+   * `res` may be an HTTP/2 response (`node:http2`, compat API): no `Connection` header.
    * While not accepting, the request gets 503 + `Retry-After` and the handle's
    * `connId` is `''`.
    */
-  registerConnection(userId: string, res: ServerResponse, options?: RegisterOptions): ConnectionHandle {
+  registerConnection(userId: string, res: ServerResponse | Http2ServerResponse, options?: RegisterOptions): ConnectionHandle {
     const result = this.#engine.register(userId, res as unknown as Parameters<Engine["register"]>[1], options)
     if (result._tag === "Right") return result.right
     const error = result.left

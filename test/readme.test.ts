@@ -1,17 +1,24 @@
 /**
- * Every code block of README.md and README.zh-CN.md is checked: `ts` blocks are
+ * Every code block of README.md, README.zh-CN.md and docs/*.md is checked: `ts` blocks are
  * type-checked against the package's own types (strict); `js` blocks are parsed by Node
  * and type-checked with `checkJs` (so a renamed method or option fails here); `html`
- * blocks' scripts are parsed; `sh` blocks only name scripts that exist.
+ * blocks' scripts are parsed; `sh` blocks only name scripts that exist. The README's
+ * Express quick start is run (against the built package) and talked to by a real client.
+ * Relative links between the pages point at files that exist.
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
+import { ensureBuilt, startExample } from "./examples/harness.js"
+import { connect, request } from "./support/sse.js"
 
 const root = path.resolve(__dirname, "..")
-const readmes = ["README.md", "README.zh-CN.md"].filter((f) => fs.existsSync(path.join(root, f)))
+const docs = fs.existsSync(path.join(root, "docs"))
+  ? fs.readdirSync(path.join(root, "docs")).filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`)
+  : []
+const readmes = ["README.md", "README.zh-CN.md", ...docs].filter((f) => fs.existsSync(path.join(root, f)))
 
 interface Block {
   readonly file: string
@@ -100,7 +107,7 @@ describe("README code blocks", () => {
 
   it("ts blocks type-check (strict)", () => {
     const files = blocks.filter((b) => b.lang === "ts").map((b, i) => {
-      const name = `block-${i}-${path.basename(b.file, ".md")}-L${b.line}.mts`
+      const name = `block-${i}-${b.file.replace(/[/.]/g, "_")}-L${b.line}.mts`
       fs.writeFileSync(path.join(dir, name), b.code + "\nexport {}\n")
       return name
     })
@@ -110,11 +117,11 @@ describe("README code blocks", () => {
     } catch (e) {
       throw new Error(`type errors in README ts blocks:\n${(e as { stdout?: string }).stdout ?? e}`)
     }
-  })
+  }, 120_000) // one tsc run over every block: ~25 s alone, more under the full suite
 
   it("js blocks parse and type-check (checkJs)", () => {
     const files = blocks.filter((b) => b.lang === "js").map((b, i) => {
-      const name = `block-${i}-${path.basename(b.file, ".md")}-L${b.line}.cjs`
+      const name = `block-${i}-${b.file.replace(/[/.]/g, "_")}-L${b.line}.cjs`
       // each snippet runs in its own async function scope (they may `await` and may
       // redeclare `sse`), CommonJS like the README's require() calls
       const code = `// @ts-check\n;(async () => {\n${b.code}\n})()\n`
@@ -128,12 +135,12 @@ describe("README code blocks", () => {
     } catch (e) {
       throw new Error(`type errors in README js blocks:\n${(e as { stdout?: string }).stdout ?? e}`)
     }
-  })
+  }, 120_000)
 
   it("html blocks' scripts parse", () => {
     for (const b of blocks.filter((x) => x.lang === "html")) {
       for (const m of b.code.matchAll(/<script>([\s\S]*?)<\/script>/g)) {
-        const name = path.join(dir, `html-${b.line}.js`)
+        const name = path.join(dir, `html-${b.file.replace(/[/.]/g, "_")}-${b.line}.js`)
         fs.writeFileSync(name, m[1]!)
         execFileSync(process.execPath, ["--check", name], { stdio: "pipe" })
       }
@@ -148,4 +155,96 @@ describe("README code blocks", () => {
       }
     }
   })
+})
+
+describe("README and docs pages", () => {
+  it("every page has its counterpart in the other language", () => {
+    const pages = docs.filter((f) => !f.endsWith(".zh-CN.md"))
+    expect(pages.length).toBeGreaterThan(10)
+    for (const page of pages) expect(docs, `${page} has no Chinese page`).toContain(page.replace(/\.md$/, ".zh-CN.md"))
+    for (const zh of docs.filter((f) => f.endsWith(".zh-CN.md"))) expect(docs).toContain(zh.replace(/\.zh-CN\.md$/, ".md"))
+  })
+
+  it("relative links point at files that exist", () => {
+    const broken: Array<string> = []
+    for (const file of readmes) {
+      const text = fs.readFileSync(path.join(root, file), "utf8").replace(/^```[\s\S]*?^```/gm, "")
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = m[1]!.split("#")[0]!
+        if (target === "" || /^[a-z]+:/i.test(target)) continue
+        if (!fs.existsSync(path.join(root, path.dirname(file), target))) broken.push(`${file}: ${m[1]}`)
+      }
+    }
+    expect(broken).toEqual([])
+  })
+})
+
+/** The first `js` block after the heading `heading` of README.md. */
+const quickStart = (heading: string): string => {
+  const text = fs.readFileSync(path.join(root, "README.md"), "utf8")
+  const at = text.indexOf(`\n## ${heading}\n`)
+  expect(at, `README.md has a "## ${heading}" section`).toBeGreaterThan(0)
+  const block = blocks.find((b) => b.file === "README.md" && b.lang === "js" && text.split("\n").slice(0, b.line).join("\n").length > at)
+  expect(block).toBeDefined()
+  return block!.code
+}
+
+describe("README Express quick start, run", () => {
+  // `require('ssekify')` resolves to this repository's dist/ (built once by globalSetup)
+  const qsDir = fs.mkdtempSync(path.join(os.tmpdir(), "ssekify-quickstart-"))
+  afterAll(() => fs.rmSync(qsDir, { recursive: true, force: true }))
+
+  it("logs its address, refuses a send without a body (400), logs skipped sends, and replays after Last-Event-ID", async () => {
+    await ensureBuilt()
+    fs.mkdirSync(path.join(qsDir, "node_modules"))
+    fs.symlinkSync(root, path.join(qsDir, "node_modules/ssekify"))
+    fs.symlinkSync(path.join(root, "node_modules/express"), path.join(qsDir, "node_modules/express"))
+    fs.writeFileSync(path.join(qsDir, "quickstart.cjs"), quickStart("Quick start (Express)"))
+
+    const app = await startExample("quickstart.cjs", { cwd: qsDir })
+    try {
+      expect(app.output()).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+ \(SSE: \/sse\?userId=alice\)/)
+      const alice = await connect(`${app.url}/sse?userId=alice`)
+      await alice.waitFor((c) => c.text().includes("retry:"))
+
+      // no body: a clear 400, nothing sent
+      const empty = await request(`${app.url}/notify/alice`, { method: "POST" })
+      expect(empty.status).toBe(400)
+      expect(JSON.parse(empty.body)).toEqual({ error: "send a JSON body with Content-Type: application/json" })
+
+      // a skipped send is logged by the 'error' listener
+      const bad = await request(`${app.url}/notify/${"x".repeat(300)}`, { body: { hi: 0 } })
+      expect(JSON.parse(bad.body)).toEqual({ delivered: 0 })
+      await app.waitForOutput(/\[ssekify\] .*userId/, 5_000)
+
+      // every frame has an id
+      for (let i = 1; i <= 3; i++) {
+        const sent = await request(`${app.url}/notify/alice`, { body: { hi: i } })
+        expect(JSON.parse(sent.body)).toEqual({ delivered: 1 })
+      }
+      await alice.waitFor((c) => c.messages().length === 3)
+      const frames = alice.messages()
+      expect(frames.map((f) => f.event)).toEqual(["notify", "notify", "notify"])
+      expect(frames.every((f) => typeof f.id === "string" && f.id.length > 0)).toBe(true)
+      alice.close()
+
+      // a reconnect that last saw the first frame gets the other two first
+      const again = await connect(`${app.url}/sse?userId=alice`, { headers: { "last-event-id": frames[0]!.id! } })
+      await again.waitFor((c) => c.messages().length === 2)
+      expect(again.messages().map((f) => [f.id, JSON.parse(f.data).hi])).toEqual([[frames[1]!.id, 2], [frames[2]!.id, 3]])
+      again.close()
+      const broadcast = await request(`${app.url}/broadcast`, { method: "POST" })
+      expect(broadcast.status).toBe(400)
+
+      // a busy port: one clear line and exit code 1, no stack trace
+      const busy = await startExample("quickstart.cjs", { cwd: qsDir, port: app.port }).then(
+        () => undefined,
+        (e: Error) => e.message
+      )
+      expect(busy).toMatch(/cannot listen on port \d+: .*EADDRINUSE.* \(set PORT\)/)
+      expect(busy).not.toMatch(/\n\s+at /)
+    } finally {
+      await app.stop()
+    }
+  }, 60_000)
 })

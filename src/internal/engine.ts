@@ -45,6 +45,21 @@ const SSE_HEADER_OBJECT: Record<string, string | number | Array<string>> = Objec
   "X-Accel-Buffering": "no"
 })
 
+/** HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2): no `Connection`. */
+const SSE_HEADER_OBJECT_H2: Record<string, string | number | Array<string>> = Object.freeze({
+  "Content-Type": "text/event-stream; charset=utf-8",
+  "Cache-Control": "no-cache, no-transform",
+  "X-Accel-Buffering": "no"
+})
+
+/**
+ * The SSE headers for `res`: without `Connection` on an HTTP/2 response (`node:http2`'s
+ * compat `Http2ServerResponse`: its request says version 2; without a request, it has a
+ * `stream`), where Node would drop it with an `UnsupportedWarning`.
+ */
+const sseHeaderObject = (res: NodeResponse): Record<string, string | number | Array<string>> =>
+  (res.req != null ? res.req.httpVersionMajor >= 2 : "stream" in res) ? SSE_HEADER_OBJECT_H2 : SSE_HEADER_OBJECT
+
 const isPlainObject = (value: unknown): value is Record<string, unknown> => {
   if (typeof value !== "object" || value === null) return false
   const proto = Object.getPrototypeOf(value)
@@ -250,9 +265,10 @@ export class Engine {
     if (!res.headersSent) {
       try {
         const extra = options?.headers
+        const base = sseHeaderObject(res)
         const headers = extra === undefined || extra === null
-          ? SSE_HEADER_OBJECT
-          : { ...SSE_HEADER_OBJECT, ...(extra as Record<string, string | number | Array<string>>) }
+          ? base
+          : { ...base, ...(extra as Record<string, string | number | Array<string>>) }
         if (typeof res.writeHead === "function") {
           // One header block, merged with headers the application set before; cheaper
           // per connection than one setHeader per header.
