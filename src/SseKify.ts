@@ -332,7 +332,11 @@ export interface SseKifyService {
   readonly sendToAll: (data: unknown, opts?: SendOptions) => Effect.Effect<number, SendError>
   /** Sends to a room's connections on this instance. */
   readonly sendToRoom: (room: string, data: unknown, opts?: SendOptions) => Effect.Effect<number, SendError>
-  /** Delivers locally at once and publishes on the bus: to a user, or to everyone without `userId`. */
+  /**
+   * Delivers locally at once and publishes on the bus: to a user, or to everyone when
+   * `userId` is omitted (`undefined`). `''`, `null` or any other non-id fails with
+   * `InvalidInput` and sends nothing.
+   */
   readonly publish: (
     data: unknown,
     userId?: string,
@@ -344,8 +348,8 @@ export interface SseKifyService {
     data: unknown,
     opts?: SendOptions
   ) => Effect.Effect<void, SendError | TransportError | ShuttingDown>
-  /** Closes a user's connections, or all. */
-  readonly close: (userId?: string) => Effect.Effect<void>
+  /** Closes a user's connections, or all when `userId` is omitted; `''` / `null` fail with `InvalidInput`. */
+  readonly close: (userId?: string) => Effect.Effect<void, InvalidInput>
   readonly stats: Effect.Effect<Stats>
   /**
    * Connections of a user on this instance; with `{ scope: 'cluster' }` (needs the
@@ -362,8 +366,8 @@ export interface SseKifyService {
     (userId: string, query?: InstanceQuery): Effect.Effect<boolean>
     (userId: string, query: ClusterQuery): Effect.Effect<boolean, PresenceError>
   }
-  /** Forgets the replay buffer of a user, or of everyone. */
-  readonly clearRecent: (userId?: string) => Effect.Effect<void, TransportError>
+  /** Forgets the replay buffer of a user, or of everyone when `userId` is omitted; `''` / `null` fail with `InvalidInput`. */
+  readonly clearRecent: (userId?: string) => Effect.Effect<void, TransportError | InvalidInput>
   /** New connections get 503 + `Retry-After`; open ones stay. */
   readonly stopAccepting: Effect.Effect<void>
   /** Stop accepting, announce, wait `graceMs`, close every connection. */
@@ -437,7 +441,15 @@ export const make = (
   internal?: Internal
 ): Effect.Effect<SseKifyService, InvalidInput, Transport | Scope.Scope> =>
   Effect.gen(function*() {
-    const resolved = yield* Effect.try({ try: () => resolve(options), catch: (e) => e as InvalidInput })
+    // Only an option the checks refused is an InvalidInput; anything else thrown while
+    // reading the options (a getter, a proxy) is a defect, not relabelled.
+    const resolved = yield* Effect.suspend(() => {
+      try {
+        return Effect.succeed(resolve(options))
+      } catch (e) {
+        return e instanceof InvalidInput ? Effect.fail(e) : Effect.die(e)
+      }
+    })
     const transport = yield* Transport
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
@@ -555,12 +567,17 @@ export const make = (
       sendToUser: (userId, data, opts) => Effect.suspend(() => sendResult(e, e.sendToUser(userId, data, opts))),
       sendToAll: (data, opts) => Effect.suspend(() => sendResult(e, e.sendToAll(data, opts))),
       sendToRoom: (room, data, opts) => Effect.suspend(() => sendResult(e, e.sendToRoom(room, data, opts))),
+      // Only an omitted user id means everyone: '' / null are refused by the engine.
       publish: (data, userId, opts) =>
-        userId === undefined || userId === null || userId === ""
-          ? e.publish("all", undefined, data, opts)
-          : e.publish("user", userId, data, opts),
+        userId === undefined ? e.publish("all", undefined, data, opts) : e.publish("user", userId, data, opts),
       publishToRoom: (room, data, opts) => e.publish("room", room, data, opts),
-      close: (userId) => Effect.sync(() => e.close(userId)),
+      close: (userId) =>
+        Effect.suspend(() => {
+          const bad = e.close(userId)
+          if (bad === undefined) return Effect.void
+          e.report(bad)
+          return Effect.fail(bad)
+        }),
       stats: Effect.sync(() => e.stats()),
       getUserConnectionCount: ((userId: string, query?: { readonly scope?: PresenceScope | undefined }) =>
         query?.scope === "cluster"
@@ -572,7 +589,13 @@ export const make = (
         query?.scope === "cluster"
           ? Effect.map(Presence.clusterCount(presence, "isUserOnline", userId), (n) => n > 0)
           : Effect.sync(() => e.userConnectionCount(userId) > 0)) as SseKifyService["isUserOnline"],
-      clearRecent: (userId) => replay.clear(userId === "" || userId === null ? undefined : userId),
+      clearRecent: (userId) =>
+        Effect.suspend((): Effect.Effect<void, TransportError | InvalidInput> => {
+          const bad = userId === undefined ? undefined : e.checkUserId(userId)
+          if (bad === undefined) return replay.clear(userId)
+          e.report(bad)
+          return Effect.fail(bad)
+        }),
       stopAccepting: Effect.sync(() => e.stopAccepting()),
       shutdown: (opts) => e.shutdown(opts),
       ready,
