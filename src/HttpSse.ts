@@ -212,7 +212,7 @@ export const stream = (
           engine,
           userId,
           resolved,
-          options?.lastEventId,
+          resolved.lastEventId,
           hwm,
           options?.onConnect,
           request._tag === "Some" ? underlyingResponse(request.value) : undefined
@@ -243,7 +243,7 @@ export const respond = (
   Effect.flatMap(SseKify, (sse) =>
     Effect.flatMap(prepare(sse, userId, options), ({ engine, hwm, resolved }) =>
       Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
-        const lastEventId = options?.lastEventId ?? lastEventIdOf(request)
+        const lastEventId = resolved.lastEventId ?? lastEventIdOf(request)
         return HttpServerResponse.stream(
           connectionStream(engine, userId, resolved, lastEventId, hwm, options?.onConnect, underlyingResponse(request)),
           { status: 200, headers: responseHeaders(resolved.headers), contentType: contentTypeOf(resolved.headers) }

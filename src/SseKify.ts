@@ -63,7 +63,11 @@ import { kvFromIncr, type RedisKvLike, Transport } from "./Transport.js"
 export interface SendOptions {
   /** `event:` line: the name a page listens to with `addEventListener`. */
   readonly event?: string | undefined
-  /** `id:` line: echoed by the browser as `Last-Event-ID` when it reconnects. */
+  /**
+   * `id:` line: echoed by the browser as `Last-Event-ID` when it reconnects. Sent
+   * without leading / trailing spaces and tabs (HTTP trims them from the header the
+   * browser echoes); an id of only spaces is `InvalidInput`.
+   */
   readonly id?: string | undefined
 }
 
@@ -147,7 +151,7 @@ export interface Options {
   readonly channel?: string | undefined
   /** Heartbeat interval (`: ping` comment lines); 0: none. Default 15 000. */
   readonly keepAliveMs?: number | undefined
-  /** Also send each heartbeat as a named event a page can listen to. Default: none. */
+  /** Also send each heartbeat as a named event a page can listen to (no CR / LF / NUL, at most `maxEventNameLength`). Default: none. */
   readonly keepAliveEvent?: string | undefined
   /** `retry:` sent on connect: the browser's reconnect delay. Default 2 000. */
   readonly retryMs?: number | undefined
@@ -164,7 +168,8 @@ export interface Options {
   /**
    * When set, a reconnect that cannot get everything it missed (the `Last-Event-ID` is
    * unknown, expired, evicted, or frames were sent while it was offline and not kept)
-   * first gets this event with `{ lastEventId, reason }`. Default: off (the wire of 0.1.6).
+   * first gets this event with `{ lastEventId, reason }` (an event name: no CR / LF / NUL,
+   * at most `maxEventNameLength`). Default: off (the wire of 0.1.6).
    */
   readonly replayGapEvent?: string | undefined
   /**
@@ -187,7 +192,7 @@ export interface Options {
   /** Automatic `seq` for data with a `requestId` / `streamId`. Default true. */
   readonly enableSeq?: boolean | undefined
   readonly seq?: SeqOptions | undefined
-  /** This instance's id on the bus (origin dedup). Default: random. */
+  /** This instance's id on the bus (origin dedup; part of `'timestamp'` frame ids, so no CR / LF / NUL). Default: random. */
   readonly instanceId?: string | undefined
   /** Connections this instance accepts at most; more get 503 + `Retry-After`. Default 0: no limit. */
   readonly maxConnections?: number | undefined

@@ -196,7 +196,9 @@ export class SSEKify extends EventEmitter {
    * `options.headers`), writes `retry:`, starts heartbeats, replays what the client
    * missed after `Last-Event-ID`. Do not write to `res` before, nor `res.end()` after.
    * While not accepting, the request gets 503 + `Retry-After` and the handle's
-   * `connId` is `''`.
+   * `connId` is `''`. A response is registered once: registering it again is an
+   * `INVALID_INPUT` `'error'` (field `res`) with an inert handle, and the connection
+   * made first is left as it is.
    */
   registerConnection(userId: string, res: ServerResponse, options?: RegisterOptions): ConnectionHandle {
     const result = this.#engine.register(userId, res as unknown as Parameters<Engine["register"]>[1], options)
