@@ -62,7 +62,13 @@ export type DropPolicy = "oldest" | "newest" | "disconnect"
 export interface RegisterOptions {
   /** Rooms to join at once. Default: none. */
   readonly rooms?: ReadonlyArray<string> | undefined
-  /** Extra response headers (e.g. CORS). The SSE headers are set by the library. */
+  /**
+   * Extra response headers (e.g. CORS). The SSE headers are set by the library; one
+   * given here with the same name replaces it. Names must be HTTP tokens; values
+   * strings, numbers or arrays of strings without CR, LF, NUL or other characters a
+   * header cannot hold (else `InvalidInput`, 400); `undefined` / `null` values are left
+   * out.
+   */
   readonly headers?: Readonly<Record<string, string | number | ReadonlyArray<string>>> | undefined
   /** Heartbeat interval for this connection; default: the instance's `keepAliveMs`. 0: none. */
   readonly keepAliveMs?: number | undefined
@@ -83,7 +89,8 @@ export interface RegisterOptions {
 
 /**
  * What `registerConnection` returns. When the instance is not accepting connections
- * (or the input was invalid), `connId` is `''` and the methods do nothing.
+ * (or the input was invalid, or the response is already registered), `connId` is `''`
+ * and the methods do nothing.
  *
  * @since 0.2.0
  * @category models

@@ -20,6 +20,16 @@ import * as Data from "effect/Data"
  */
 export type Level = "error" | "warn"
 
+/** The text of a thrown value, for a message; never throws (a hostile `toString` is named by its type). */
+const textOf = (cause: unknown): string => {
+  try {
+    return cause instanceof Error ? cause.message : String(cause)
+  } catch {
+    // a thrown value whose conversion to text throws too: named by its type
+    return typeof cause
+  }
+}
+
 /**
  * A value handed to the API is not of the documented shape (an empty user id, a
  * response that is not writable, a negative limit, an unknown `dropPolicy` …).
@@ -53,9 +63,7 @@ export class SerializeFailed extends Data.TaggedError("SerializeFailed")<{
   readonly code = "SERIALIZE_FAILED" as const
   readonly level: Level = "error"
   override get message(): string {
-    const cause = this.cause
-    const text = cause instanceof Error ? cause.message : String(cause)
-    return `serialize_failed: ${text}`
+    return `serialize_failed: ${textOf(this.cause)}`
   }
 }
 
@@ -127,9 +135,7 @@ export class TransportError extends Data.TaggedError("TransportError")<{
   readonly code = "TRANSPORT_ERROR" as const
   readonly level: Level = "error"
   override get message(): string {
-    const cause = this.cause
-    const text = cause instanceof Error ? cause.message : String(cause)
-    return `transport_error: ${this.operation}: ${text}`
+    return `transport_error: ${this.operation}: ${textOf(this.cause)}`
   }
 }
 
@@ -227,12 +233,15 @@ export class LimitExceeded extends Data.TaggedError("LimitExceeded")<{
 }
 
 /**
- * Errors of a send (`sendTo*`, `publish*`) before anything is delivered.
+ * Errors of a send (`sendTo*`, `publish*`) before anything is delivered: the payload
+ * (`SerializeFailed`, `PayloadTooLarge`), the arguments (`InvalidInput`,
+ * `RequestIdRequired`), a user callback (`CallbackFailed`), or an instance that has
+ * shut down (`ShuttingDown`).
  *
  * @since 0.2.0
  * @category models
  */
-export type SendError = SerializeFailed | PayloadTooLarge | InvalidInput | RequestIdRequired
+export type SendError = SerializeFailed | PayloadTooLarge | InvalidInput | RequestIdRequired | CallbackFailed | ShuttingDown
 
 /**
  * Every error ssekify reports.
@@ -252,3 +261,25 @@ export type SseKifyError =
   | SeqKvFallback
   | LastEventIdTooLong
   | LimitExceeded
+  | CallbackFailed
+
+/**
+ * A function from the options threw: `seq.keyExtractor`, `seq.finalPredicate`, a
+ * `seq.frameIdPolicy` function, an `autoFields` getter (the send fails: nothing was
+ * delivered), or an event listener (the event's delivery to the other listeners and
+ * the operation that emitted it go on). `callback` names it, `cause` is what it threw.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class CallbackFailed extends Data.TaggedError("CallbackFailed")<{
+  /** The option (`seq.keyExtractor`, …) or `'<event>' listener`. */
+  readonly callback: string
+  readonly cause: unknown
+}> {
+  readonly code = "CALLBACK_FAILED" as const
+  readonly level: Level = "error"
+  override get message(): string {
+    return `callback_failed: ${this.callback}: ${textOf(this.cause)}`
+  }
+}

@@ -48,6 +48,7 @@ import type * as Stream from "effect/Stream"
 import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
 import { InvalidInput, type LimitExceeded, ShuttingDown } from "./Errors.js"
 import type { Engine } from "./internal/engine.js"
+import { lastEventIdFrom } from "./internal/lastEventId.js"
 import type { ResolvedConnection } from "./internal/options.js"
 import { connectionStream, DEFAULT_HIGH_WATER_MARK, underlyingResponse } from "./internal/platform.js"
 import { SseKify, type SseKifyService, unsafeEngine } from "./SseKify.js"
@@ -125,22 +126,14 @@ const CONTENT_TYPE = headers["content-type"]!
  * @since 0.2.0
  * @category accessors
  */
-export const lastEventIdOf = (request: HttpServerRequest.HttpServerRequest): string | undefined => {
-  const header = request.headers["last-event-id"]
-  if (typeof header === "string" && header.length > 0) return header
-  const params = queryOf(request.url)
-  if (params === undefined) return undefined
-  return params.get("lastEventId") || params.get("last-event-id") || params.get("Last-Event-ID") || undefined
-}
+export const lastEventIdOf = (request: HttpServerRequest.HttpServerRequest): string | undefined =>
+  lastEventIdFrom(request.headers["last-event-id"], request.url)
 
 const queryOf = (url: string): URLSearchParams | undefined => {
   const q = url.indexOf("?")
   if (q < 0) return undefined
-  try {
-    return new URLSearchParams(url.slice(q + 1))
-  } catch {
-    return undefined
-  }
+  // URLSearchParams never throws on a string (malformed escapes are kept as they are).
+  return new URLSearchParams(url.slice(q + 1))
 }
 
 /**
@@ -219,7 +212,7 @@ export const stream = (
           engine,
           userId,
           resolved,
-          options?.lastEventId,
+          resolved.lastEventId,
           hwm,
           options?.onConnect,
           request._tag === "Some" ? underlyingResponse(request.value) : undefined
@@ -250,25 +243,24 @@ export const respond = (
   Effect.flatMap(SseKify, (sse) =>
     Effect.flatMap(prepare(sse, userId, options), ({ engine, hwm, resolved }) =>
       Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
-        const lastEventId = options?.lastEventId ?? lastEventIdOf(request)
+        const lastEventId = resolved.lastEventId ?? lastEventIdOf(request)
         return HttpServerResponse.stream(
           connectionStream(engine, userId, resolved, lastEventId, hwm, options?.onConnect, underlyingResponse(request)),
-          { status: 200, headers: responseHeaders(options?.headers), contentType: contentTypeOf(options?.headers) }
+          { status: 200, headers: responseHeaders(resolved.headers), contentType: contentTypeOf(resolved.headers) }
         )
       })))
 
-const responseHeaders = (extra: RegisterOptions["headers"]): Record<string, string | ReadonlyArray<string>> => {
-  const out: Record<string, string | ReadonlyArray<string>> = { ...headers }
-  if (extra === undefined || extra === null) return out
-  for (const name of Object.keys(extra)) {
-    const value = extra[name]!
-    out[name.toLowerCase()] = typeof value === "number" ? String(value) : value
-  }
+/** The SSE headers plus the connection's extra headers, checked by `Engine.check` (no `undefined` values left). */
+const responseHeaders = (extra: ResolvedConnection["headers"]): Record<string, string | ReadonlyArray<string>> => {
+  // no prototype: a header named `__proto__` is a header like any other
+  const out: Record<string, string | ReadonlyArray<string>> = Object.assign(Object.create(null), headers)
+  if (extra === undefined) return out
+  for (const name of Object.keys(extra)) out[name.toLowerCase()] = extra[name]!
   return out
 }
 
-const contentTypeOf = (extra: RegisterOptions["headers"]): string => {
-  if (extra === undefined || extra === null) return CONTENT_TYPE
+const contentTypeOf = (extra: ResolvedConnection["headers"]): string => {
+  if (extra === undefined) return CONTENT_TYPE
   for (const name of Object.keys(extra)) {
     if (name.toLowerCase() === "content-type") return String(extra[name])
   }

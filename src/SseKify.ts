@@ -63,7 +63,11 @@ import { kvFromIncr, type RedisKvLike, Transport } from "./Transport.js"
 export interface SendOptions {
   /** `event:` line: the name a page listens to with `addEventListener`. */
   readonly event?: string | undefined
-  /** `id:` line: echoed by the browser as `Last-Event-ID` when it reconnects. */
+  /**
+   * `id:` line: echoed by the browser as `Last-Event-ID` when it reconnects. Sent
+   * without leading / trailing spaces and tabs (HTTP trims them from the header the
+   * browser echoes); an id of only spaces is `InvalidInput`.
+   */
   readonly id?: string | undefined
 }
 
@@ -147,7 +151,7 @@ export interface Options {
   readonly channel?: string | undefined
   /** Heartbeat interval (`: ping` comment lines); 0: none. Default 15 000. */
   readonly keepAliveMs?: number | undefined
-  /** Also send each heartbeat as a named event a page can listen to. Default: none. */
+  /** Also send each heartbeat as a named event a page can listen to (no CR / LF / NUL, at most `maxEventNameLength`). Default: none. */
   readonly keepAliveEvent?: string | undefined
   /** `retry:` sent on connect: the browser's reconnect delay. Default 2 000. */
   readonly retryMs?: number | undefined
@@ -164,7 +168,8 @@ export interface Options {
   /**
    * When set, a reconnect that cannot get everything it missed (the `Last-Event-ID` is
    * unknown, expired, evicted, or frames were sent while it was offline and not kept)
-   * first gets this event with `{ lastEventId, reason }`. Default: off (the wire of 0.1.6).
+   * first gets this event with `{ lastEventId, reason }` (an event name: no CR / LF / NUL,
+   * at most `maxEventNameLength`). Default: off (the wire of 0.1.6).
    */
   readonly replayGapEvent?: string | undefined
   /**
@@ -187,7 +192,7 @@ export interface Options {
   /** Automatic `seq` for data with a `requestId` / `streamId`. Default true. */
   readonly enableSeq?: boolean | undefined
   readonly seq?: SeqOptions | undefined
-  /** This instance's id on the bus (origin dedup). Default: random. */
+  /** This instance's id on the bus (origin dedup; part of `'timestamp'` frame ids, so no CR / LF / NUL). Default: random. */
   readonly instanceId?: string | undefined
   /** Connections this instance accepts at most; more get 503 + `Retry-After`. Default 0: no limit. */
   readonly maxConnections?: number | undefined
@@ -332,7 +337,11 @@ export interface SseKifyService {
   readonly sendToAll: (data: unknown, opts?: SendOptions) => Effect.Effect<number, SendError>
   /** Sends to a room's connections on this instance. */
   readonly sendToRoom: (room: string, data: unknown, opts?: SendOptions) => Effect.Effect<number, SendError>
-  /** Delivers locally at once and publishes on the bus: to a user, or to everyone without `userId`. */
+  /**
+   * Delivers locally at once and publishes on the bus: to a user, or to everyone when
+   * `userId` is omitted (`undefined`). `''`, `null` or any other non-id fails with
+   * `InvalidInput` and sends nothing.
+   */
   readonly publish: (
     data: unknown,
     userId?: string,
@@ -344,8 +353,8 @@ export interface SseKifyService {
     data: unknown,
     opts?: SendOptions
   ) => Effect.Effect<void, SendError | TransportError | ShuttingDown>
-  /** Closes a user's connections, or all. */
-  readonly close: (userId?: string) => Effect.Effect<void>
+  /** Closes a user's connections, or all when `userId` is omitted; `''` / `null` fail with `InvalidInput`. */
+  readonly close: (userId?: string) => Effect.Effect<void, InvalidInput>
   readonly stats: Effect.Effect<Stats>
   /**
    * Connections of a user on this instance; with `{ scope: 'cluster' }` (needs the
@@ -362,8 +371,8 @@ export interface SseKifyService {
     (userId: string, query?: InstanceQuery): Effect.Effect<boolean>
     (userId: string, query: ClusterQuery): Effect.Effect<boolean, PresenceError>
   }
-  /** Forgets the replay buffer of a user, or of everyone. */
-  readonly clearRecent: (userId?: string) => Effect.Effect<void, TransportError>
+  /** Forgets the replay buffer of a user, or of everyone when `userId` is omitted; `''` / `null` fail with `InvalidInput`. */
+  readonly clearRecent: (userId?: string) => Effect.Effect<void, TransportError | InvalidInput>
   /** New connections get 503 + `Retry-After`; open ones stay. */
   readonly stopAccepting: Effect.Effect<void>
   /** Stop accepting, announce, wait `graceMs`, close every connection. */
@@ -437,7 +446,15 @@ export const make = (
   internal?: Internal
 ): Effect.Effect<SseKifyService, InvalidInput, Transport | Scope.Scope> =>
   Effect.gen(function*() {
-    const resolved = yield* Effect.try({ try: () => resolve(options), catch: (e) => e as InvalidInput })
+    // Only an option the checks refused is an InvalidInput; anything else thrown while
+    // reading the options (a getter, a proxy) is a defect, not relabelled.
+    const resolved = yield* Effect.suspend(() => {
+      try {
+        return Effect.succeed(resolve(options))
+      } catch (e) {
+        return e instanceof InvalidInput ? Effect.fail(e) : Effect.die(e)
+      }
+    })
     const transport = yield* Transport
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
@@ -555,12 +572,17 @@ export const make = (
       sendToUser: (userId, data, opts) => Effect.suspend(() => sendResult(e, e.sendToUser(userId, data, opts))),
       sendToAll: (data, opts) => Effect.suspend(() => sendResult(e, e.sendToAll(data, opts))),
       sendToRoom: (room, data, opts) => Effect.suspend(() => sendResult(e, e.sendToRoom(room, data, opts))),
+      // Only an omitted user id means everyone: '' / null are refused by the engine.
       publish: (data, userId, opts) =>
-        userId === undefined || userId === null || userId === ""
-          ? e.publish("all", undefined, data, opts)
-          : e.publish("user", userId, data, opts),
+        userId === undefined ? e.publish("all", undefined, data, opts) : e.publish("user", userId, data, opts),
       publishToRoom: (room, data, opts) => e.publish("room", room, data, opts),
-      close: (userId) => Effect.sync(() => e.close(userId)),
+      close: (userId) =>
+        Effect.suspend(() => {
+          const bad = e.close(userId)
+          if (bad === undefined) return Effect.void
+          e.report(bad)
+          return Effect.fail(bad)
+        }),
       stats: Effect.sync(() => e.stats()),
       getUserConnectionCount: ((userId: string, query?: { readonly scope?: PresenceScope | undefined }) =>
         query?.scope === "cluster"
@@ -572,7 +594,13 @@ export const make = (
         query?.scope === "cluster"
           ? Effect.map(Presence.clusterCount(presence, "isUserOnline", userId), (n) => n > 0)
           : Effect.sync(() => e.userConnectionCount(userId) > 0)) as SseKifyService["isUserOnline"],
-      clearRecent: (userId) => replay.clear(userId === "" || userId === null ? undefined : userId),
+      clearRecent: (userId) =>
+        Effect.suspend((): Effect.Effect<void, TransportError | InvalidInput> => {
+          const bad = userId === undefined ? undefined : e.checkUserId(userId)
+          if (bad === undefined) return replay.clear(userId)
+          e.report(bad)
+          return Effect.fail(bad)
+        }),
       stopAccepting: Effect.sync(() => e.stopAccepting()),
       shutdown: (opts) => e.shutdown(opts),
       ready,

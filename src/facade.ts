@@ -21,8 +21,8 @@ import { EventEmitter } from "node:events"
 import type { ServerResponse } from "node:http"
 import type { Http2ServerResponse } from "node:http2"
 import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
-import { InvalidInput, RequestIdRequired, type SendError, ShuttingDown } from "./Errors.js"
-import { Engine, isResponse } from "./internal/engine.js"
+import { InvalidInput, RequestIdRequired, type SendError, ShuttingDown, TransportError } from "./Errors.js"
+import { Engine, isResponse, warn } from "./internal/engine.js"
 import { describe, resolve as resolveOptions } from "./internal/options.js"
 import type { ClusterQuery, InstanceQuery } from "./Presence.js"
 import { createIORedisAdapter } from "./redisAdapter.js"
@@ -120,6 +120,10 @@ export class SSEKify extends EventEmitter {
   #forwarding = false
   /** `'error'` events emitted by the application (e.g. a forwarded adapter error). */
   #externalErrors = 0
+  /** The instance's own `'error'` listener (counts what the application emits). */
+  readonly #ownErrorListener: () => void
+  /** Error codes already printed as a process warning (no `'error'` listener). */
+  readonly #warned = new Set<string>()
 
   /**
    * @throws InvalidInput when an option has the wrong type or range.
@@ -128,9 +132,10 @@ export class SSEKify extends EventEmitter {
     super()
     // Like the original: 'error' always has a listener (emitting it never throws) and
     // every 'error' counts in stats().errorCount, also those the application emits.
-    this.on("error", () => {
+    this.#ownErrorListener = () => {
       if (!this.#forwarding) this.#externalErrors++
-    })
+    }
+    this.on("error", this.#ownErrorListener)
     // Option errors are thrown here, synchronously and before anything is opened.
     resolveOptions(options)
     requireRedisTransport(options)
@@ -151,13 +156,40 @@ export class SSEKify extends EventEmitter {
     // Only events someone listens to are built and forwarded (no payload per send
     // for an unobserved 'message-sent').
     this.#engine.subscribe((event) => {
+      if (event.type === "error") return this.#forwardError(event.payload)
       this.#forwarding = true
       try {
         this.emit(event.type, event.payload)
       } finally {
         this.#forwarding = false
       }
-    }, (type) => this.listenerCount(type) > 0)
+    }, (type) => type === "error" || this.listenerCount(type) > 0)
+  }
+
+  /**
+   * An error for the `'error'` listeners. What a `RedisLike` adapter reported on its
+   * own `'error'` event goes out as the adapter's object, as in 0.1.6 (the Effect API
+   * keeps the `TransportError` around it). With no `'error'` listener of the
+   * application, the first error of each `code` is printed as a process warning
+   * (`SsekifyWarning`): never thrown, never silent.
+   */
+  #forwardError(error: SseKifyEventMap["error"]): void {
+    const payload: unknown = error instanceof TransportError && error.operation === "adapter" ? error.cause : error
+    const listeners = this.rawListeners("error")
+    if (!listeners.some((listener) => listener !== this.#ownErrorListener)) {
+      const code = codeOf(payload)
+      if (!this.#warned.has(code)) {
+        this.#warned.add(code)
+        warn(`${messageOf(payload)} (no 'error' listener on this SSEKify instance; later ${code} errors are not printed)`, code)
+      }
+      if (listeners.length === 0) return
+    }
+    this.#forwarding = true
+    try {
+      this.emit("error", payload)
+    } finally {
+      this.#forwarding = false
+    }
   }
 
   /**
@@ -166,7 +198,9 @@ export class SSEKify extends EventEmitter {
    * missed after `Last-Event-ID`. Do not write to `res` before, nor `res.end()` after.
    * `res` may be an HTTP/2 response (`node:http2`, compat API): no `Connection` header.
    * While not accepting, the request gets 503 + `Retry-After` and the handle's
-   * `connId` is `''`.
+   * `connId` is `''`. A response is registered once: registering it again is an
+   * `INVALID_INPUT` `'error'` (field `res`) with an inert handle, and the connection
+   * made first is left as it is.
    */
   registerConnection(userId: string, res: ServerResponse | Http2ServerResponse, options?: RegisterOptions): ConnectionHandle {
     const result = this.#engine.register(userId, res as unknown as Parameters<Engine["register"]>[1], options)
@@ -201,10 +235,11 @@ export class SSEKify extends EventEmitter {
 
   /**
    * Delivers locally at once and publishes on the bus: to `userId` on every
-   * instance, or to everyone when `userId` is omitted. Rejects when the bus fails
-   * (local delivery has happened) or when `autoFields.requestId` is required and
-   * missing; a payload that cannot be serialized or is too large is skipped with an
-   * `'error'` event.
+   * instance, or to everyone when `userId` is omitted (`undefined`). Rejects when the
+   * bus fails (local delivery has happened), on invalid input (`''`, `null` or a
+   * non-string `userId`, bad options: nothing is sent) and when `autoFields.requestId`
+   * is required and missing; a payload that cannot be serialized or is too large, or a
+   * callback of the options that throws, is skipped with an `'error'` event.
    */
   publish(data: unknown, userId?: string, opts?: SendOptions): Promise<void> {
     return this.#async(this.#service.publish(data, userId, opts))
@@ -224,7 +259,8 @@ export class SSEKify extends EventEmitter {
     return this.#runtime.runPromise(
       Effect.catchIf(
         effect,
-        (e): e is SendError => e instanceof InvalidInput || (isTagged(e) && (e._tag === "SerializeFailed" || e._tag === "PayloadTooLarge")),
+        (e): e is SendError =>
+          isTagged(e) && (e._tag === "SerializeFailed" || e._tag === "PayloadTooLarge" || e._tag === "CallbackFailed"),
         () => Effect.void
       )
     ).catch((e: unknown) => {
@@ -241,9 +277,13 @@ export class SSEKify extends EventEmitter {
     return this.#runtime.runPromise(this.#service.ready)
   }
 
-  /** Closes `userId`'s connections, or every connection when omitted. */
+  /**
+   * Closes `userId`'s connections, or every connection when omitted (`undefined`).
+   * `''`, `null` or a non-string close nothing and are an `'error'` (`INVALID_INPUT`).
+   */
   close(userId?: string): void {
-    this.#engine.close(userId)
+    const bad = this.#engine.close(userId)
+    if (bad !== undefined) this.#engine.report(bad)
   }
 
   /** Basic metrics (see {@link Stats}). */
@@ -252,8 +292,15 @@ export class SSEKify extends EventEmitter {
     return this.#externalErrors === 0 ? stats : { ...stats, errorCount: stats.errorCount + this.#externalErrors }
   }
 
-  /** Forgets the replay buffer of `userId`, or of everyone. */
+  /**
+   * Forgets the replay buffer of `userId`, or of everyone when omitted (`undefined`).
+   * `''`, `null` or a non-string clear nothing and are an `'error'` (`INVALID_INPUT`);
+   * after `shutdown()`, a `SHUTTING_DOWN` error.
+   */
   clearRecent(userId?: string): void {
+    const bad = userId === undefined ? undefined : this.#engine.checkUserId(userId)
+    if (bad !== undefined) return this.#engine.report(bad)
+    if (this.#engine.closedForGood) return this.#engine.report(new ShuttingDown({ operation: "clearRecent" }))
     this.#runtime.runFork(this.#service.clearRecent(userId), { immediate: true })
   }
 
@@ -338,6 +385,22 @@ const requireRedisTransport = (options: SSEKifyOptions | undefined): void => {
 }
 
 const isObject = (value: unknown): boolean => typeof value === "object" && value !== null
+
+/** The `code` of an error (ours, or e.g. `ECONNREFUSED` of an adapter's), else its name. */
+const codeOf = (error: unknown): string => {
+  const code = isObject(error) ? (error as { code?: unknown }).code : undefined
+  if (typeof code === "string" && code.length > 0) return code
+  return error instanceof Error ? error.name : typeof error
+}
+
+const messageOf = (error: unknown): string => {
+  try {
+    return error instanceof Error ? error.message : String(error)
+  } catch {
+    // an adapter's error whose conversion to text throws: named by its type
+    return typeof error
+  }
+}
 
 const isTagged = (value: unknown): value is { readonly _tag: string } =>
   isObject(value) && typeof (value as { _tag?: unknown })._tag === "string"

@@ -6,10 +6,12 @@
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type { OutgoingHttpHeaders } from "node:http"
 import type { ConnectionHandle, NodeResponse, RegisterOptions } from "../Connection.js"
 import * as Envelope from "../Envelope.js"
 import {
   BackpressureDisconnect,
+  CallbackFailed,
   InvalidInput,
   LastEventIdTooLong,
   LimitExceeded,
@@ -26,7 +28,8 @@ import type { Lookup, ReplayBufferService } from "../ReplayBuffer.js"
 import type { SendOptions, ShutdownOptions, SseKifyEvent, SseKifyEventMap, Stats } from "../SseKify.js"
 import type { TransportService } from "../Transport.js"
 import { instanceBits, Snowflake, TimestampIds } from "./frameId.js"
-import { Conn, type ConnConfig, Hub, type SinkResponse } from "./hub.js"
+import { Conn, type ConnConfig, Hub, kConn, type SinkResponse } from "./hub.js"
+import { lastEventIdFrom, trimId } from "./lastEventId.js"
 import { DEFAULTS, describe, type Resolved, type ResolvedConnection, resolveConnection } from "./options.js"
 import type { SequencerImpl } from "./sequencer.js"
 
@@ -36,9 +39,10 @@ type Listener = (event: SseKifyEvent) => void
 
 type Prepared = { readonly data: unknown; readonly event: string | undefined; readonly id: string | undefined }
 type PreparedData = { readonly data: unknown; readonly seqKey: string | undefined; readonly seqValue: unknown; readonly final: boolean }
+type PrepareError = RequestIdRequired | SerializeFailed | CallbackFailed
 type Encoded = { readonly frame: Uint8Array; readonly text: string }
 
-const SSE_HEADER_OBJECT: Record<string, string | number | Array<string>> = Object.freeze({
+const SSE_HEADER_OBJECT: Record<string, string | ReadonlyArray<string>> = Object.freeze({
   "Content-Type": "text/event-stream; charset=utf-8",
   "Cache-Control": "no-cache, no-transform",
   "Connection": "keep-alive",
@@ -46,19 +50,62 @@ const SSE_HEADER_OBJECT: Record<string, string | number | Array<string>> = Objec
 })
 
 /** HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2): no `Connection`. */
-const SSE_HEADER_OBJECT_H2: Record<string, string | number | Array<string>> = Object.freeze({
+const SSE_HEADER_OBJECT_H2: Record<string, string | ReadonlyArray<string>> = Object.freeze({
   "Content-Type": "text/event-stream; charset=utf-8",
   "Cache-Control": "no-cache, no-transform",
   "X-Accel-Buffering": "no"
 })
 
+/** Connection-specific headers: not sent on an HTTP/2 response, whoever sets them (RFC 9113 §8.2.2). */
+const H2_FORBIDDEN = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"])
+
 /**
- * The SSE headers for `res`: without `Connection` on an HTTP/2 response (`node:http2`'s
- * compat `Http2ServerResponse`: its request says version 2; without a request, it has a
- * `stream`), where Node would drop it with an `UnsupportedWarning`.
+ * Whether `res` is an HTTP/2 response (`node:http2`'s compat `Http2ServerResponse`: its
+ * request says version 2; without a request, it has a `stream`), where Node would drop
+ * a `Connection` header with an `UnsupportedWarning`.
  */
-const sseHeaderObject = (res: NodeResponse): Record<string, string | number | Array<string>> =>
-  (res.req != null ? res.req.httpVersionMajor >= 2 : "stream" in res) ? SSE_HEADER_OBJECT_H2 : SSE_HEADER_OBJECT
+const isHttp2 = (res: NodeResponse): boolean =>
+  res.req != null ? res.req.httpVersionMajor >= 2 : "stream" in res
+
+/**
+ * The SSE headers for `res` with the connection's (checked) extra headers; an extra one
+ * replaces an SSE one of the same name. On HTTP/2, connection-specific extra headers are
+ * left out (Node would refuse or drop them).
+ */
+const sseHeaders = (
+  res: NodeResponse,
+  extra: Readonly<Record<string, string | ReadonlyArray<string>>> | undefined
+): Record<string, string | ReadonlyArray<string>> => {
+  const h2 = isHttp2(res)
+  const base = h2 ? SSE_HEADER_OBJECT_H2 : SSE_HEADER_OBJECT
+  if (extra === undefined) return base
+  const names = Object.keys(extra)
+  if (names.length === 0) return base
+  const lower = new Set(names.map((name) => name.toLowerCase()))
+  // no prototype: a header named `__proto__` is a header like any other
+  const out: Record<string, string | ReadonlyArray<string>> = Object.create(null)
+  for (const name of Object.keys(base)) if (!lower.has(name.toLowerCase())) out[name] = base[name]!
+  for (const name of names) if (!h2 || !H2_FORBIDDEN.has(name.toLowerCase())) out[name] = extra[name]!
+  return out
+}
+
+/** Calls a user function from the options; what it throws becomes a `CallbackFailed` (thrown, caught by the send). */
+const call = <A, R>(callback: string, f: (a: A) => R, a: A): R => {
+  try {
+    return f(a)
+  } catch (cause) {
+    throw new CallbackFailed({ callback, cause })
+  }
+}
+
+const textOf = (cause: unknown): string => {
+  try {
+    return cause instanceof Error ? cause.message : String(cause)
+  } catch {
+    // a thrown value whose conversion to text throws too: named by its type
+    return typeof cause
+  }
+}
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> => {
   if (typeof value !== "object" || value === null) return false
@@ -131,6 +178,7 @@ export class Engine {
   /** The serializer is `JSON.stringify` (its output has no raw line break). */
   private readonly jsonSerializer: boolean
   private readonly connConfigs = new Map<string, ConnConfig>()
+  private errorListenerWarned = false
 
   constructor(deps: EngineDeps) {
     this.options = deps.options
@@ -199,8 +247,15 @@ export class Engine {
       if (entry.wants !== undefined && !entry.wants(type)) continue
       try {
         entry.listener(event)
-      } catch {
-        // a listener's failure is not the sender's
+      } catch (cause) {
+        // A listener's failure is not the sender's: the operation goes on and the failure
+        // is reported; an 'error' listener's own failure as a process warning (once per
+        // instance), since reporting it as an 'error' would call that listener again.
+        if (type !== "error") this.report(new CallbackFailed({ callback: `'${type}' listener`, cause }))
+        else if (!this.errorListenerWarned) {
+          this.errorListenerWarned = true
+          warn(`an 'error' listener threw: ${textOf(cause)}`, "CALLBACK_FAILED")
+        }
       }
     }
   }
@@ -228,6 +283,11 @@ export class Engine {
     if (!isResponse(res)) {
       return Either.left(new InvalidInput({ field: "res", reason: `must be a writable http.ServerResponse, got ${describe(res)}` }))
     }
+    // Before any refusal: refusing would end the response of the live connection.
+    const existing = (res as { [kConn]?: Conn | undefined })[kConn]
+    if (existing !== undefined && !existing.closed) {
+      return Either.left(new InvalidInput({ field: "res", reason: `is already registered (connection ${existing.id})` }))
+    }
     if (!this.accepting) {
       refuse(res, 503, "Server is shutting down", true)
       return Either.left(new ShuttingDown({ operation: "registerConnection" }))
@@ -249,39 +309,48 @@ export class Engine {
     if (this.admission !== undefined) {
       const connId = this.nextConnId()
       const resolved = checked.right
-      return Either.right(this.admission(userId as string, res, connId, () => this.open(userId as string, res, options, resolved, connId)))
+      return Either.right(this.admission(userId as string, res, connId, () => {
+        const opened = this.open(userId as string, res, resolved, connId)
+        if (opened instanceof InvalidInput) {
+          this.report(opened)
+          return inert
+        }
+        return opened
+      }))
     }
-    return Either.right(this.open(userId as string, res, options, checked.right, this.nextConnId()))
+    const opened = this.open(userId as string, res, checked.right, this.nextConnId())
+    return opened instanceof InvalidInput ? Either.left(opened) : Either.right(opened)
   }
 
-  /** Sets the SSE headers and attaches (`register` after its checks). */
-  private open(
-    userId: string,
-    res: NodeResponse,
-    options: RegisterOptions | undefined,
-    resolved: ResolvedConnection,
-    connId: string
-  ): ConnectionHandle {
+  /**
+   * Sets the SSE headers and attaches (`register` after its checks). A response whose
+   * headers cannot be written is answered with 500 and not counted: it would go out
+   * without `Content-Type: text/event-stream`, which an EventSource refuses.
+   */
+  private open(userId: string, res: NodeResponse, resolved: ResolvedConnection, connId: string): ConnectionHandle | InvalidInput {
+    const existing = (res as { [kConn]?: Conn | undefined })[kConn]
+    if (existing !== undefined && !existing.closed) {
+      // registered meanwhile (while the cluster-wide admission was pending)
+      return new InvalidInput({ field: "res", reason: `is already registered (connection ${existing.id})` })
+    }
     if (!res.headersSent) {
+      const headers = sseHeaders(res, resolved.headers)
       try {
-        const extra = options?.headers
-        const base = sseHeaderObject(res)
-        const headers = extra === undefined || extra === null
-          ? base
-          : { ...base, ...(extra as Record<string, string | number | Array<string>>) }
         if (typeof res.writeHead === "function") {
           // One header block, merged with headers the application set before; cheaper
           // per connection than one setHeader per header.
-          res.writeHead(200, headers)
+          res.writeHead(200, headers as OutgoingHttpHeaders)
         } else {
           res.statusCode = 200
           for (const name of Object.keys(headers)) res.setHeader(name, headers[name]!)
         }
-      } catch {
-        // headers already sent by someone else: tolerated
+      } catch (cause) {
+        refuse(res, 500, "could not start the SSE response", false)
+        return new InvalidInput({ field: "res", reason: `the SSE headers could not be written: ${textOf(cause)}` })
       }
     }
-    return this.attach(userId, res, resolved, options?.lastEventId ?? lastEventIdOf(res), connId)
+    // Headers sent by the application before (documented as tolerated): used as they are.
+    return this.attach(userId, res, resolved, resolved.lastEventId ?? lastEventIdOf(res), connId)
   }
 
   /** The shared settings of connections registered with the same options. */
@@ -342,31 +411,19 @@ export class Engine {
     return this.hub.join(conn, room)
   }
 
-  /** Validates what `register` / `attach` take. */
+  /**
+   * Validates what `register` / `attach` take. The options are read once, here; a
+   * getter or proxy that throws while they are read makes them invalid.
+   */
   check(userId: unknown, options: RegisterOptions | undefined): Either.Either<ResolvedConnection, InvalidInput> {
     const badUser = this.checkUserId(userId)
     if (badUser !== undefined) return Either.left(badUser)
-    let resolved: ResolvedConnection
     try {
-      resolved = resolveConnection(options, this.options)
+      return Either.right(resolveConnection(options, this.options))
     } catch (e) {
-      return Either.left(e as InvalidInput)
+      if (e instanceof InvalidInput) return Either.left(e)
+      return Either.left(new InvalidInput({ field: "options", reason: `could not be read: ${textOf(e)}` }))
     }
-    const rooms = options?.rooms
-    if (rooms !== undefined && rooms !== null) {
-      if (!Array.isArray(rooms)) {
-        return Either.left(new InvalidInput({ field: "options.rooms", reason: `must be an array of strings, got ${describe(rooms)}` }))
-      }
-      for (const room of rooms) {
-        if (!isNonEmptyString(room) || room.length > this.options.maxRoomNameLength) {
-          return Either.left(new InvalidInput({ field: "options.rooms", reason: `room names must be non-empty strings of at most ${this.options.maxRoomNameLength} characters, got ${describe(room)}` }))
-        }
-      }
-      if (rooms.length > this.options.maxRoomsPerConnection) {
-        return Either.left(new InvalidInput({ field: "options.rooms", reason: `more than maxRoomsPerConnection (${this.options.maxRoomsPerConnection}) rooms` }))
-      }
-    }
-    return Either.right(resolved)
   }
 
   /**
@@ -387,6 +444,7 @@ export class Engine {
     try {
       ok = sink.write(this.retryFrame(resolved.retryMs))
     } catch {
+      // the socket is gone: its 'close' removes the connection
       ok = true
     }
     hub.add(conn)
@@ -462,13 +520,20 @@ export class Engine {
     )
   }
 
-  close(userId?: unknown): void {
-    if (userId === undefined || userId === null || userId === "") {
+  /**
+   * Closes a user's connections, or every connection when `userId` is `undefined`
+   * (omitted). Any other value that is not a user id (`''`, `null`, a number) is an
+   * `InvalidInput` and closes nothing.
+   */
+  close(userId?: unknown): InvalidInput | undefined {
+    if (userId === undefined) {
       for (const conn of Array.from(this.hub.conns.values())) this.hub.remove(conn, true)
-      return
+      return undefined
     }
-    if (typeof userId !== "string") return
-    for (const conn of Array.from(this.hub.connectionsOf(userId))) this.hub.remove(conn, true)
+    const bad = this.checkUserId(userId)
+    if (bad !== undefined) return bad
+    for (const conn of Array.from(this.hub.connectionsOf(userId as string))) this.hub.remove(conn, true)
+    return undefined
   }
 
   // ---------------------------------------------------------------------------
@@ -479,8 +544,21 @@ export class Engine {
    * Auto fields, then the per-key seq: one copy of the caller's plain object with every
    * addition (the caller's object is never changed). With `localSeq`, the seq comes from
    * the in-memory counter now; otherwise `seqKey` says which global counter to ask.
+   *
+   * Everything that touches the caller's object (its prototype, its fields, the copy)
+   * runs inside one `try`: a getter or proxy trap that throws is a `SerializeFailed`, as
+   * it would be in the serializer; a function of the options that throws (`call`) is a
+   * `CallbackFailed`. Either way nothing is sent.
    */
-  private prepareData(data: unknown, now: number, localSeq: boolean): PreparedData | RequestIdRequired {
+  private prepareData(data: unknown, now: number, localSeq: boolean): PreparedData | PrepareError {
+    try {
+      return this.prepareDataUnsafe(data, now, localSeq)
+    } catch (e) {
+      return e instanceof CallbackFailed ? e : new SerializeFailed({ cause: e })
+    }
+  }
+
+  private prepareDataUnsafe(data: unknown, now: number, localSeq: boolean): PreparedData | RequestIdRequired {
     const o = this.options
     if (!isPlainObject(data)) return { data, seqKey: undefined, seqValue: undefined, final: false }
     const addTimestamp = o.timestamp !== false && data.timestamp == null
@@ -495,19 +573,15 @@ export class Engine {
       // make and makes JSON.stringify of the copy ~2x slower.
       current = Object.assign({}, data)
       if (addTimestamp) current.timestamp = o.timestamp === "epochMs" ? now : this.isoOf(now)
-      if (addRequestId) current[r.fieldName] = r.getter!()
-      if (addTraceId) current[t.fieldName] = t.getter!()
+      if (addRequestId) current[r.fieldName] = call("autoFields.requestId.getter", r.getter!, undefined)
+      if (addTraceId) current[t.fieldName] = call("autoFields.traceId.getter", t.getter!, undefined)
     }
     let seqKey: string | undefined
     let seqValue = current[o.seqField]
     let final = false
     if (o.enableSeq && seqValue == null) {
-      try {
-        seqKey = asKey(o.seqKey(current))
-        if (seqKey !== undefined) final = Boolean(o.seqFinal(current))
-      } catch {
-        seqKey = undefined
-      }
+      seqKey = asKey(call("seq.keyExtractor", o.seqKey, current))
+      if (seqKey !== undefined) final = Boolean(call("seq.finalPredicate", o.seqFinal, current))
       if (seqKey !== undefined && localSeq) {
         seqValue = this.sequencer.nextLocal(seqKey, final)
         if (current === data) current = Object.assign({}, data)
@@ -527,25 +601,58 @@ export class Engine {
     return this.iso
   }
 
-  private frameId(explicit: string | undefined, data: unknown, seq: unknown): string | undefined {
+  /**
+   * The frame's id: the explicit one, else the policy's. A policy function that throws
+   * is a `CallbackFailed`; one that returns something that cannot be an id (not a string
+   * or finite number, too long) an `InvalidInput`. Ids are trimmed like explicit ones.
+   */
+  private frameId(explicit: string | undefined, data: unknown, seq: unknown): string | undefined | CallbackFailed | InvalidInput {
     if (explicit !== undefined) return explicit
     const policy = this.options.frameIdPolicy
     if (policy === "none") return undefined
     const n = typeof seq === "number" ? seq : 0
     if (policy === "timestamp") return this.timestampIds.next(n)
     if (policy === "snowflake") return this.snowflake.next()
+    let id: unknown
     try {
-      const id = policy(data, n)
-      return id === undefined || id === null || id === "" ? undefined : String(id)
-    } catch {
-      return undefined
+      id = policy(data, n)
+    } catch (cause) {
+      return new CallbackFailed({ callback: "seq.frameIdPolicy", cause })
     }
+    if (id === undefined || id === null || id === "") return undefined
+    if (typeof id !== "string" && !(typeof id === "number" && Number.isFinite(id))) {
+      return new InvalidInput({ field: "seq.frameIdPolicy", reason: `must return a string, returned ${describe(id)}` })
+    }
+    return this.checkId("seq.frameIdPolicy", String(id))
+  }
+
+  /**
+   * An id as it goes on the wire: spaces and tabs around it removed (HTTP trims the
+   * `Last-Event-ID` header the browser echoes, so an id with them could never match),
+   * within `maxIdLength`; CR / LF / NUL are reported (the frame replaces them).
+   */
+  private checkId(field: string, raw: string, reportUnsafe = true): string | InvalidInput {
+    const id = trimId(raw)
+    if (id.length === 0) return new InvalidInput({ field, reason: "is only spaces" })
+    if (id.length > this.options.maxIdLength) {
+      return new InvalidInput({ field, reason: `is longer than maxIdLength (${this.options.maxIdLength})` })
+    }
+    if (reportUnsafe && FIELD_UNSAFE.test(id)) {
+      this.report(new InvalidInput({ field, reason: "contains CR, LF or NUL (replaced by spaces on the wire)" }))
+    }
+    return id
   }
 
   private checkOptions(opts: SendOptions | undefined): { event: string | undefined; id: string | undefined } | InvalidInput {
     if (opts === undefined || opts === null) return { event: undefined, id: undefined }
     if (typeof opts !== "object") return new InvalidInput({ field: "opts", reason: `must be an object, got ${describe(opts)}` })
-    const { event, id } = opts as { event?: unknown; id?: unknown }
+    let event: unknown
+    let id: unknown
+    try {
+      ;({ event, id } = opts as { event?: unknown; id?: unknown })
+    } catch (cause) {
+      return new InvalidInput({ field: "opts", reason: `could not be read: ${textOf(cause)}` })
+    }
     let e: string | undefined
     if (event !== undefined && event !== null && event !== "") {
       if (typeof event !== "string") return new InvalidInput({ field: "opts.event", reason: `must be a string, got ${describe(event)}` })
@@ -556,12 +663,13 @@ export class Engine {
     }
     let i: string | undefined
     if (id !== undefined && id !== null && id !== "") {
-      if (typeof id === "string") i = id
-      else if (typeof id === "number" && Number.isFinite(id)) i = String(id)
+      let raw: string
+      if (typeof id === "string") raw = id
+      else if (typeof id === "number" && Number.isFinite(id)) raw = String(id)
       else return new InvalidInput({ field: "opts.id", reason: `must be a string, got ${describe(id)}` })
-      if (i.length > this.options.maxIdLength) {
-        return new InvalidInput({ field: "opts.id", reason: `is longer than maxIdLength (${this.options.maxIdLength})` })
-      }
+      const checked = this.checkId("opts.id", raw, false)
+      if (checked instanceof InvalidInput) return checked
+      i = checked
     }
     // CR, LF and NUL cannot reach the wire (Frame replaces them by spaces, as 0.1.6 did);
     // the frame still goes out, and the caller hears of it.
@@ -579,8 +687,10 @@ export class Engine {
     const checked = this.checkOptions(opts)
     if (checked instanceof InvalidInput) return checked
     const p = this.prepareData(data, now, true)
-    if (p instanceof RequestIdRequired) return p
-    return { data: p.data, event: checked.event, id: this.frameId(checked.id, p.data, p.seqValue) }
+    if (!("data" in p)) return p
+    const id = this.frameId(checked.id, p.data, p.seqValue)
+    if (typeof id === "object") return id
+    return { data: p.data, event: checked.event, id }
   }
 
   /** Preparation with the global seq (the `publish*` path). */
@@ -588,14 +698,24 @@ export class Engine {
     const checked = this.checkOptions(opts)
     if (checked instanceof InvalidInput) return Effect.fail(checked)
     const p = this.prepareData(data, now, false)
-    if (p instanceof RequestIdRequired) return Effect.fail(p)
+    if (!("data" in p)) return Effect.fail(p)
     if (p.seqKey === undefined) {
-      return Effect.succeed({ data: p.data, event: checked.event, id: this.frameId(checked.id, p.data, p.seqValue) })
+      const id = this.frameId(checked.id, p.data, p.seqValue)
+      if (typeof id === "object") return Effect.fail(id)
+      return Effect.succeed({ data: p.data, event: checked.event, id })
     }
-    return Effect.map(this.sequencer.next(p.seqKey, p.final), (seq) => {
-      const out: Record<string, unknown> = Object.assign({}, p.data as Record<string, unknown>)
+    return Effect.flatMap(this.sequencer.next(p.seqKey, p.final), (seq): Effect.Effect<Prepared, SendError> => {
+      let out: Record<string, unknown>
+      try {
+        // the caller's object itself when no auto field was added: copied again here
+        out = Object.assign({}, p.data as Record<string, unknown>)
+      } catch (cause) {
+        return Effect.fail(new SerializeFailed({ cause }))
+      }
       out[this.options.seqField] = seq
-      return { data: out, event: checked.event, id: this.frameId(checked.id, out, seq) }
+      const id = this.frameId(checked.id, out, seq)
+      if (typeof id === "object") return Effect.fail(id)
+      return Effect.succeed({ data: out, event: checked.event, id })
     })
   }
 
@@ -636,7 +756,17 @@ export class Engine {
     })
   }
 
+  /** An `InvalidInput` when `room` is not a non-empty string within `maxRoomNameLength`. */
+  checkRoom(room: unknown): InvalidInput | undefined {
+    if (isNonEmptyString(room) && room.length <= this.options.maxRoomNameLength) return undefined
+    return new InvalidInput({
+      field: "room",
+      reason: `must be a non-empty string of at most ${this.options.maxRoomNameLength} characters, got ${describe(room)}`
+    })
+  }
+
   sendToUser(userId: unknown, data: unknown, opts?: SendOptions): number | SendError {
+    if (this.closedForGood) return new ShuttingDown({ operation: "sendToUser" })
     const badUser = this.checkUserId(userId)
     if (badUser !== undefined) return badUser
     const now = this.now()
@@ -648,6 +778,7 @@ export class Engine {
   }
 
   sendToAll(data: unknown, opts?: SendOptions): number | SendError {
+    if (this.closedForGood) return new ShuttingDown({ operation: "sendToAll" })
     const now = this.now()
     const p = this.prepareLocal(data, opts, now)
     if (!("data" in p)) return p
@@ -657,17 +788,17 @@ export class Engine {
   }
 
   sendToRoom(room: unknown, data: unknown, opts?: SendOptions): number | SendError {
-    if (!isNonEmptyString(room) || room.length > this.options.maxRoomNameLength) {
-      return new InvalidInput({ field: "room", reason: `must be a non-empty string of at most ${this.options.maxRoomNameLength} characters, got ${describe(room)}` })
-    }
-    const members = this.hub.rooms.get(room)
+    if (this.closedForGood) return new ShuttingDown({ operation: "sendToRoom" })
+    const badRoom = this.checkRoom(room)
+    if (badRoom !== undefined) return badRoom
+    const members = this.hub.rooms.get(room as string)
     if (members === undefined || members.size === 0) return 0
     const now = this.now()
     const p = this.prepareLocal(data, opts, now)
     if (!("data" in p)) return p
     const e = this.encode(p.data, p.event, p.id)
     if (!("frame" in e)) return e
-    return this.deliverRoom(room, e.frame, p.id, this.nextOrder(now))
+    return this.deliverRoom(room as string, e.frame, p.id, this.nextOrder(now))
   }
 
   /** The facade's form: failures become `'error'` events and a count of 0. */
@@ -738,11 +869,10 @@ export class Engine {
       if (this.closedForGood) {
         return Effect.fail(new ShuttingDown({ operation: type === "room" ? "publishToRoom" : "publish" }))
       }
-      if (type !== "all" && !isNonEmptyString(target)) {
-        return Effect.fail(
-          new InvalidInput({ field: type === "room" ? "room" : "userId", reason: `must be a non-empty string, got ${describe(target)}` })
-        )
-      }
+      // "everyone" is a separate type: a user or room target must be a valid id
+      // (`''` / `null` never widen a message to everyone)
+      const badTarget = type === "all" ? undefined : type === "room" ? this.checkRoom(target) : this.checkUserId(target)
+      if (badTarget !== undefined) return Effect.fail(badTarget)
       return Effect.flatMap(this.prepareGlobal(data, opts, this.now()), (p): Effect.Effect<void, SendError | TransportError> => {
         const e = this.encode(p.data, p.event, p.id)
         if (!("frame" in e)) return Effect.fail(e)
@@ -847,7 +977,12 @@ export class Engine {
 
   allUsersConnectionStats(): Record<string, number> {
     const out: Record<string, number> = {}
-    for (const [userId, entry] of this.hub.users) out[userId] = Array.isArray(entry) ? entry.length : 1
+    for (const [userId, entry] of this.hub.users) {
+      const n = Array.isArray(entry) ? entry.length : 1
+      // `out.__proto__ = n` would set the prototype, not add the user
+      if (userId === "__proto__") Object.defineProperty(out, userId, { value: n, enumerable: true, writable: true, configurable: true })
+      else out[userId] = n
+    }
     return out
   }
 
@@ -904,24 +1039,28 @@ export const refuse = (res: NodeResponse, status: number, body: string, retryAft
     }
     if (res.writableEnded !== true) (res as unknown as { end(body: string): void }).end(body)
   } catch {
-    // nothing more can be done with this response
+    // The response cannot be answered (its socket is gone, or it refuses to write):
+    // destroyed, so the request does not hang; nothing more can be done with it.
+    try {
+      ;(res as { destroy?: () => unknown }).destroy?.()
+    } catch {
+      // already destroyed
+    }
   }
 }
 
-/** `Last-Event-ID` header, else `?lastEventId=` / `?last-event-id=` / `?Last-Event-ID=`. */
+/** `Last-Event-ID` header (decoded as UTF-8), else `?lastEventId=` / `?last-event-id=` / `?Last-Event-ID=`. */
 const lastEventIdOf = (res: NodeResponse): string | undefined => {
   const req = res.req
   if (req === undefined || req === null) return undefined
-  const header = req.headers?.["last-event-id"]
-  if (typeof header === "string" && header.length > 0) return header
-  const url = req.url
-  if (typeof url !== "string") return undefined
-  const q = url.indexOf("?")
-  if (q < 0) return undefined
-  try {
-    const params = new URLSearchParams(url.slice(q + 1))
-    return params.get("lastEventId") || params.get("last-event-id") || params.get("Last-Event-ID") || undefined
-  } catch {
-    return undefined
-  }
+  return lastEventIdFrom(req.headers?.["last-event-id"], req.url)
+}
+
+/**
+ * A process warning (`process.emitWarning`, name `SsekifyWarning`, with the error's
+ * `code`): what ssekify does with a failure it has nobody to report to.
+ */
+export const warn = (message: string, code: string): void => {
+  if (typeof process !== "object" || typeof process.emitWarning !== "function") return
+  process.emitWarning(message, { type: "SsekifyWarning", code })
 }

@@ -111,6 +111,29 @@ const optionalString = (field: string, value: unknown): string | undefined => {
   return value.length === 0 ? undefined : value
 }
 
+/** Characters that cannot reach the SSE wire in a field (`event:`, `id:`). */
+const FIELD_UNSAFE = /[\r\n\0]/
+
+/**
+ * A string option written on the wire as an `event:` name (or inside an `id:`): refused
+ * when it holds CR, LF or NUL (a line break would end the field) or is longer than
+ * `maxLength`, instead of being rewritten on the wire.
+ */
+const wireString = (field: string, value: unknown, maxLength: number): string | undefined => {
+  const s = optionalString(field, value)
+  if (s === undefined) return undefined
+  if (FIELD_UNSAFE.test(s)) return fail(field, "must not contain CR, LF or NUL (it is written on the SSE wire)")
+  if (s.length > maxLength) return fail(field, `is longer than ${maxLength} characters`)
+  return s
+}
+
+/** A field name set on the data (`seq.fieldName`, `autoFields.*.fieldName`). */
+const fieldName = (field: string, value: unknown, fallback: string): string => {
+  const s = optionalString(field, value) ?? fallback
+  if (s === "__proto__") return fail(field, "must not be '__proto__'")
+  return s
+}
+
 const fn = <F>(field: string, value: unknown): F | undefined => {
   if (value === undefined || value === null) return undefined
   if (typeof value !== "function") return fail(field, `must be a function, got ${describe(value)}`)
@@ -140,7 +163,7 @@ const autoField = (
   if (!modes.includes(mode)) return fail(`${field}.mode`, `must be one of ${modes.join(", ")}, got ${describe(mode)}`)
   const getter = fn<() => unknown>(`${field}.getter`, value.getter)
   if (mode === "ifMissing" && getter === undefined) return fail(`${field}.getter`, "is required with mode 'ifMissing'")
-  return { mode: mode as ResolvedAutoField["mode"], getter, fieldName: optionalString(`${field}.fieldName`, value.fieldName) ?? fallbackName }
+  return { mode: mode as ResolvedAutoField["mode"], getter, fieldName: fieldName(`${field}.fieldName`, value.fieldName, fallbackName) }
 }
 
 export const resolve = (options: Options | undefined): Resolved => {
@@ -159,17 +182,18 @@ export const resolve = (options: Options | undefined): Resolved => {
     fail("seq.frameIdPolicy", `must be 'none', 'timestamp', 'snowflake' or a function, got ${describe(policy)}`)
   }
   const serializer = fn<(data: unknown) => unknown>("serializer", o.serializer) ?? JSON.stringify
+  const maxEventNameLength = Math.floor(count("maxEventNameLength", o.maxEventNameLength, DEFAULTS.maxEventNameLength, 1))
   return {
     channel: optionalString("channel", o.channel) ?? DEFAULTS.channel,
     keepAliveMs: count("keepAliveMs", o.keepAliveMs, DEFAULTS.keepAliveMs),
-    keepAliveEvent: optionalString("keepAliveEvent", o.keepAliveEvent),
+    keepAliveEvent: wireString("keepAliveEvent", o.keepAliveEvent, maxEventNameLength),
     retryMs: count("retryMs", o.retryMs, DEFAULTS.retryMs),
     recentBufferSize: Math.floor(count("recentBufferSize", o.recentBufferSize, DEFAULTS.recentBufferSize)),
     serializer,
     maxPayloadBytes: count("maxPayloadBytes", o.maxPayloadBytes, DEFAULTS.maxPayloadBytes),
     recentTTLMs: count("recentTTLMs", o.recentTTLMs, DEFAULTS.recentTTLMs),
     recentMaxUsers: Math.floor(count("recentMaxUsers", o.recentMaxUsers, DEFAULTS.recentMaxUsers)),
-    replayGapEvent: optionalString("replayGapEvent", o.replayGapEvent),
+    replayGapEvent: wireString("replayGapEvent", o.replayGapEvent, maxEventNameLength),
     replayOffline: o.replayOffline === true,
     replay: o.replay === undefined ? "memory" : o.replay === "memory" || o.replay === "redis"
       ? o.replay
@@ -180,7 +204,7 @@ export const resolve = (options: Options | undefined): Resolved => {
     traceId: autoField("autoFields.traceId", af.traceId, "traceId", ["off", "ifMissing"]),
     requestId: autoField("autoFields.requestId", af.requestId, "requestId", ["off", "ifMissing", "require"]),
     enableSeq: o.enableSeq === undefined ? true : Boolean(o.enableSeq),
-    seqField: optionalString("seq.fieldName", seq.fieldName) ?? "seq",
+    seqField: fieldName("seq.fieldName", seq.fieldName, "seq"),
     seqStartAt: startAt,
     seqKey: fn<(d: Data) => unknown>("seq.keyExtractor", seq.keyExtractor) ?? defaultSeqKey,
     seqFinal: fn<(d: Data) => unknown>("seq.finalPredicate", seq.finalPredicate) ?? defaultFinal,
@@ -194,7 +218,8 @@ export const resolve = (options: Options | undefined): Resolved => {
     seqTTLSeconds: count("seq.redisTTLSeconds", seq.redisTTLSeconds, DEFAULTS.seqTTLSeconds),
     seqMaxKeys: Math.floor(count("seq.maxKeys", seq.maxKeys, DEFAULTS.seqMaxKeys, 1)),
     seqKv: seqKvOf(seq),
-    instanceId: optionalString("instanceId", o.instanceId),
+    // Part of the frame ids of frameIdPolicy 'timestamp': it reaches the wire.
+    instanceId: wireString("instanceId", o.instanceId, 256),
     maxConnections: Math.floor(count("maxConnections", o.maxConnections, DEFAULTS.maxConnections)),
     maxConnectionsPerUser: Math.floor(count("maxConnectionsPerUser", o.maxConnectionsPerUser, DEFAULTS.maxConnectionsPerUser)),
     connectionLimitPolicy: o.connectionLimitPolicy === undefined
@@ -205,7 +230,7 @@ export const resolve = (options: Options | undefined): Resolved => {
     maxRoomsPerConnection: Math.floor(count("maxRoomsPerConnection", o.maxRoomsPerConnection, DEFAULTS.maxRoomsPerConnection, 1)),
     maxUserIdLength: Math.floor(count("maxUserIdLength", o.maxUserIdLength, DEFAULTS.maxUserIdLength, 1)),
     maxRoomNameLength: Math.floor(count("maxRoomNameLength", o.maxRoomNameLength, DEFAULTS.maxRoomNameLength, 1)),
-    maxEventNameLength: Math.floor(count("maxEventNameLength", o.maxEventNameLength, DEFAULTS.maxEventNameLength, 1)),
+    maxEventNameLength,
     maxIdLength: Math.floor(count("maxIdLength", o.maxIdLength, DEFAULTS.maxIdLength, 1)),
     busSecret: secretOf(o.busSecret),
     ...resolvePresence(o.presence, o.connectionLimitScope)
@@ -238,6 +263,10 @@ export interface ResolvedConnection {
   readonly maxItems: number
   readonly maxBytes: number
   readonly policy: Policy
+  /** `options.headers`, checked: names are tokens, values legal; `undefined` / `null` values left out. */
+  readonly headers: Readonly<Record<string, string | ReadonlyArray<string>>> | undefined
+  /** `options.lastEventId`, read once. */
+  readonly lastEventId: string | undefined
 }
 
 const POLICIES: Record<DropPolicy, Policy> = {
@@ -246,6 +275,70 @@ const POLICIES: Record<DropPolicy, Policy> = {
   disconnect: Policy.Disconnect
 }
 
+/** RFC 7230 `token`: what a header name may be. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/** What Node refuses in a header value (CR, LF, NUL, other controls, above U+00FF). */
+const HEADER_VALUE_INVALID = /[^\t\x20-\x7e\x80-\xff]/
+
+const headerValue = (name: string, value: unknown, inArray = false): string | ReadonlyArray<string> => {
+  if (typeof value === "number" && Number.isFinite(value)) return String(value)
+  if (typeof value === "string") {
+    if (HEADER_VALUE_INVALID.test(value)) {
+      return fail("options.headers", `${name}: the value contains CR, LF, NUL or another character not allowed in a header`)
+    }
+    return value
+  }
+  if (Array.isArray(value) && !inArray) {
+    const out: Array<string> = []
+    for (const item of value as ReadonlyArray<unknown>) out.push(headerValue(name, item, true) as string)
+    return out
+  }
+  return fail("options.headers", `${name}: must be a string, a number or an array of strings, got ${describe(value)}`)
+}
+
+/**
+ * The extra headers of a connection, checked before anything is sent: a bad header
+ * would make `writeHead` throw after the connection was counted (and the response
+ * would go out without `Content-Type: text/event-stream`).
+ */
+const headersOf = (value: unknown): Readonly<Record<string, string | ReadonlyArray<string>>> | undefined => {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== "object" || Array.isArray(value)) {
+    return fail("options.headers", `must be an object of header names and values, got ${describe(value)}`)
+  }
+  const out: Record<string, string | ReadonlyArray<string>> = Object.create(null)
+  for (const name of Object.keys(value)) {
+    if (!HEADER_NAME.test(name)) return fail("options.headers", `${describe(name)} is not a valid header name`)
+    const v = (value as Record<string, unknown>)[name]
+    // a header computed from a missing request header (e.g. CORS without Origin): none
+    if (v === undefined || v === null) continue
+    out[name] = headerValue(name, v)
+  }
+  return out
+}
+
+/** Room names of `options.rooms`, checked, copied. */
+const roomsOf = (value: unknown, base: Resolved): ReadonlyArray<string> => {
+  if (value === undefined || value === null) return []
+  if (!Array.isArray(value)) return fail("options.rooms", `must be an array of strings, got ${describe(value)}`)
+  const rooms: Array<string> = []
+  for (const room of value as ReadonlyArray<unknown>) {
+    if (typeof room !== "string" || room.length === 0 || room.length > base.maxRoomNameLength) {
+      return fail("options.rooms", `room names must be non-empty strings of at most ${base.maxRoomNameLength} characters, got ${describe(room)}`)
+    }
+    rooms.push(room)
+  }
+  if (rooms.length > base.maxRoomsPerConnection) {
+    return fail("options.rooms", `more than maxRoomsPerConnection (${base.maxRoomsPerConnection}) rooms`)
+  }
+  return rooms
+}
+
+/**
+ * Reads and checks the options of one registration, each field once (a getter is not
+ * read twice). Throws `InvalidInput`; anything else thrown comes from reading the
+ * options (a getter or proxy), see `Engine.check`.
+ */
 export const resolveConnection = (options: RegisterOptions | undefined, base: Resolved): ResolvedConnection => {
   const o = options ?? {}
   if (typeof o !== "object") fail("options", `must be an object, got ${describe(o)}`)
@@ -254,12 +347,18 @@ export const resolveConnection = (options: RegisterOptions | undefined, base: Re
   if (policy === undefined || !Object.prototype.hasOwnProperty.call(POLICIES, policyName)) {
     fail("options.dropPolicy", `must be 'oldest', 'newest' or 'disconnect', got ${describe(policyName)}`)
   }
+  const lastEventId = o.lastEventId
+  if (lastEventId !== undefined && lastEventId !== null && typeof lastEventId !== "string") {
+    fail("options.lastEventId", `must be a string, got ${describe(lastEventId)}`)
+  }
   return {
-    rooms: Array.isArray(o.rooms) ? o.rooms : [],
+    rooms: roomsOf(o.rooms, base),
     keepAliveMs: count("options.keepAliveMs", o.keepAliveMs, base.keepAliveMs),
     retryMs: count("options.retryMs", o.retryMs, base.retryMs),
     maxItems: count("options.maxQueueItems", o.maxQueueItems, DEFAULTS.maxQueueItems),
     maxBytes: count("options.maxQueueBytes", o.maxQueueBytes, DEFAULTS.maxQueueBytes),
-    policy: policy!
+    policy: policy!,
+    headers: headersOf(o.headers),
+    lastEventId: typeof lastEventId === "string" ? lastEventId : undefined
   }
 }

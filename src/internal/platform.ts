@@ -60,6 +60,8 @@ export const underlyingResponse = (request: unknown): UnderlyingResponse | undef
   try {
     res = (request as { readonly resolvedResponse?: unknown }).resolvedResponse
   } catch {
+    // a server other than @effect/platform-node's, whose request has a throwing getter
+    // there: no Node response to wake (not an error of the application's)
     return undefined
   }
   if (typeof res !== "object" || res === null) return undefined
