@@ -119,6 +119,24 @@ describe.skipIf(cert === undefined)("HTTP/2 (node:http2 compat API)", () => {
     expect(h1.headers["connection"]).toBe("keep-alive")
   })
 
+  it("leaves connection-specific extra headers out on h2 (Connection, Transfer-Encoding...): the SSE headers still go out", async () => {
+    let sse: SSEKify | undefined
+    const { session } = await setup(c, { keepAliveMs: 0 }, undefined, (_req, res) => {
+      sse!.registerConnection("carol", res, {
+        headers: { "Connection": "close", "Transfer-Encoding": "chunked", "Keep-Alive": "timeout=5", "Upgrade": "h2c", "X-Extra": "1" }
+      })
+    }).then((s) => (sse = s.sse, s))
+    const client = await openSse(session, "/extra")
+    await client.waitFor((cl) => cl.text().includes("retry:"), 5_000, "retry line")
+    expect(client.headers[":status"]).toBe(200)
+    expect(client.headers["content-type"]).toBe("text/event-stream; charset=utf-8")
+    expect(client.headers["x-extra"]).toBe("1")
+    for (const name of ["connection", "transfer-encoding", "keep-alive", "upgrade"]) expect(client.headers).not.toHaveProperty(name)
+    expect(sse!.stats().connections).toBe(1)
+    expect(sse!.sendToUser("carol", "hi")).toBe(1)
+    await client.waitFor((cl) => cl.messages().length === 1, 5_000, "a frame")
+  })
+
   it("heartbeats, a reset stream removed at once, replay after Last-Event-ID before live frames", async () => {
     const { session, sse } = await setup(c, { keepAliveMs: 40, replayGapEvent: "gap", autoFields: { timestamp: false } })
     const disconnects: Array<string> = []
