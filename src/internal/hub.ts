@@ -241,7 +241,12 @@ export class Hub {
    */
   remove(conn: Conn, flush: boolean, stalled = false): void {
     if (conn.closed) return
-    if (flush && !conn.blocked && conn.count > 0) this.flush(conn)
+    if (flush && !conn.blocked && conn.count > 0) {
+      this.flush(conn)
+      // a sink that threw on that write was removed by it: once is enough (one
+      // 'disconnect' event, one ticker release)
+      if (conn.closed) return
+    }
     conn.closed = true
     conn.frames = undefined
     conn.queue = undefined
