@@ -3,7 +3,7 @@
  *
  * Plain, synchronous code on purpose (DESIGN.md, fast path): a connection owns no
  * fiber, stream, timer or closure. Frames sent to one connection within one tick are
- * coalesced and leave in one `write()` on `process.nextTick`; when `write()` returns
+ * coalesced and leave in one `write()` at the end of the tick (`setImmediate`); when `write()` returns
  * `false` the frames wait in a bounded per-connection queue (items and bytes) until
  * `'drain'`, then everything queued leaves in one call.
  *
