@@ -4,7 +4,7 @@
  *
  *   npm run soak                 # the full suite (a few minutes)
  *   npm run soak:quick           # smaller sizes (run by test/soak.quick.test.ts)
- *   node --import tsx soak/run.ts [--quick] [--only=stalled,churn,redis,sentinel,hostile,shutdown] [--out=file.json]
+ *   node --import tsx soak/run.ts [--quick] [--only=stalled,longstalled,churn,redis,sentinel,hostile,shutdown] [--out=file.json]
  *
  * Prints a table (scenario, figure, value, check) and writes JSON to
  * soak/results/<timestamp>.json (or --out). Exit code 1 when a check failed. Every loop
@@ -13,6 +13,7 @@
  */
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as path from "node:path"
 import { redisAvailable, startRedis, startSentinel, stopAll } from "../test/support/redisServer.js"
 import { ServerChild, SOAK_DIR } from "./lib/child.js"
@@ -178,6 +179,67 @@ const stalled = (policy: "oldest" | "newest" | "disconnect") => async (ctx: Ctx)
     ctx.check("received + reported dropped = sent, for every stalled client", accounted)
     ctx.check(policy === "oldest" ? "'oldest' keeps the newest: every stalled client got the last message" : "'newest' keeps the oldest: every stalled client got the first message", shape)
     ctx.check("no stalled client was disconnected", before.stats.disconnectedByBackpressure === 0 && stalledClients.every((c) => !c.ended))
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 1b. clients that never read, for the whole of a long flood, per dropPolicy
+// ---------------------------------------------------------------------------
+
+const DEFAULT_MAX_QUEUE_ITEMS = 100
+const HEAP_BOUND = 5 * MiB
+
+/**
+ * 10 raw sockets send their request and never read a byte, while 1 M messages (1 KB;
+ * 100 000 with --quick) are broadcast as fast as the server can: the kernel buffers fill
+ * within a few thousand, every later frame goes through the connection's queue and its
+ * policy. The heap after GC must end within 5 MB of where it started (the queue's memory
+ * is bounded by maxQueueItems, whatever the number of frames dropped).
+ */
+const longStalled = (policy: "oldest" | "newest" | "disconnect") => async (ctx: Ctx) => {
+  const nClients = 10
+  const frames = QUICK ? 100_000 : 1_000_000
+  const server = await ctx.server(`long-stalled-${policy}`)
+  const { port } = await server.call<{ port: number }>("start", { options: { keepAliveMs: 0, autoFields: { timestamp: false } } })
+  for (let i = 0; i < nClients; i++) {
+    const socket = net.connect(port, "127.0.0.1")
+    socket.pause() // never read
+    socket.on("error", () => {})
+    socket.write(`GET /sse?u=z${i}&policy=${policy} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`)
+    ctx.defer(() => void socket.destroy())
+  }
+  await until("every connection registered", async () => (await server.call<Inspect>("inspect")).stats.connections === nClients, 10_000)
+  const f = await server.call<{
+    ms: number
+    delivered: number
+    heapBefore: number
+    heapAfter: number
+    externalBefore: number
+    externalAfter: number
+    queues: Array<{ user: string; blocked: boolean; items: number; bytes: number; slots: number }>
+  }>("flood", { frames, bytes: 1024, event: "f" }, 900_000)
+  const after = await server.call<Inspect>("inspect")
+  const growth = f.heapAfter - f.heapBefore
+  const drops = Array.from({ length: nClients }, (_, i) => after.drops[`z${i}`] ?? 0)
+  const slots = Math.max(0, ...f.queues.map((q) => q.slots))
+  ctx.figure("flood", `${frames} × 1 KB sendToAll to ${nClients} clients that never read, ${f.ms} ms (${Math.round(frames / (f.ms / 1000))} msg/s)`)
+  ctx.figure("heap after GC: start → end (MB)", `${mb(f.heapBefore)} → ${mb(f.heapAfter)} (${growth >= 0 ? "+" : ""}${mb(growth)})`)
+  ctx.figure("external after GC: start → end (MB)", `${mb(f.externalBefore)} → ${mb(f.externalAfter)}`)
+  ctx.check("heap after GC within 5 MB of the start", growth <= HEAP_BOUND, `${mb(growth)} MB`)
+  if (policy === "disconnect") {
+    ctx.figure("clients disconnected", `${after.stats.disconnectedByBackpressure}/${nClients}`)
+    ctx.check("every client disconnected (BACKPRESSURE_DISCONNECT reported)", after.stats.disconnectedByBackpressure === nClients &&
+      after.errorCodes.BACKPRESSURE_DISCONNECT === nClients && after.stats.connections === 0, after.errorCodes)
+  } else {
+    const dropped = policy === "oldest" ? after.stats.droppedOldest : after.stats.droppedNewest
+    ctx.figure(`frames dropped (${policy}), per client min..max`, `${Math.min(...drops)}..${Math.max(...drops)} of ${frames}`)
+    ctx.figure("queue at the end: items / ring slots (max over clients)", `${Math.max(...f.queues.map((q) => q.items))} / ${slots}`)
+    ctx.check("every client stayed connected and is waiting for 'drain'", after.stats.connections === nClients &&
+      after.stats.disconnectedByBackpressure === 0 && f.queues.every((q) => q.blocked))
+    ctx.check(`drops reported for every client, counted in stats().dropped${policy === "oldest" ? "Oldest" : "Newest"}`,
+      drops.every((d) => d > 0) && drops.reduce((a, b) => a + b, 0) === dropped, { drops, dropped })
+    ctx.check("reported dropped + queued <= sent, for every client", f.queues.every((q) => (after.drops[q.user] ?? 0) + q.items <= frames))
+    ctx.check("queue ring slots <= maxQueueItems", slots <= DEFAULT_MAX_QUEUE_ITEMS, `${slots}`)
   }
 }
 
@@ -533,6 +595,9 @@ const scenarios: Array<[string, string, (ctx: Ctx) => Promise<void>, boolean]> =
   ["stalled", "stalled clients, dropPolicy 'oldest'", stalled("oldest"), false],
   ["stalled", "stalled clients, dropPolicy 'newest'", stalled("newest"), false],
   ["stalled", "stalled clients, dropPolicy 'disconnect'", stalled("disconnect"), false],
+  ["longstalled", "clients that never read under a long flood, dropPolicy 'oldest'", longStalled("oldest"), false],
+  ["longstalled", "clients that never read under a long flood, dropPolicy 'newest'", longStalled("newest"), false],
+  ["longstalled", "clients that never read under a long flood, dropPolicy 'disconnect'", longStalled("disconnect"), false],
   ["churn", "connect / disconnect cycles", churn, false],
   ["redis", "Redis SIGKILLed and restarted under traffic", redisKill, true],
   ["sentinel", "Sentinel failover under traffic", sentinelFailover, true],

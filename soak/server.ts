@@ -16,8 +16,16 @@ import { createIORedisAdapter, type RegisteredConnectionHandle, SSEKify, type SS
 
 const ENGINE = Symbol.for("ssekify/Engine")
 
+interface ConnView {
+  readonly userId: string
+  readonly count: number
+  readonly bytes: number
+  readonly blocked: boolean
+  readonly queue?: { readonly capacity: number } | undefined
+}
+
 interface HubView {
-  readonly conns: Map<string, unknown>
+  readonly conns: Map<string, ConnView>
   readonly users: Map<string, unknown>
   readonly rooms: Map<string, unknown>
   readonly tickerCount: number
@@ -171,6 +179,45 @@ const commands: Record<string, (args: never) => unknown> = {
     const rss = process.memoryUsage.rss()
     if (rss > rssPeak) rssPeak = rss
     return { messages: count, delivered, ms, rssBefore, rssPeak }
+  },
+
+  /**
+   * Sends `frames` messages of about `bytes` bytes with sendToAll, as fast as it can (a
+   * macrotask every 1 000 so drop reports and IPC go on), to clients that never read;
+   * returns the time, heap and external memory after GC before and after, and the
+   * connections' queues (items, bytes, ring slots) at the end.
+   */
+  flood: async (args: { frames: number; bytes: number; event: string }) => {
+    gc()
+    const before = process.memoryUsage()
+    const pad = "x".repeat(Math.max(0, args.bytes - 40))
+    const started = Date.now()
+    let delivered = 0
+    for (let n = 0; n < args.frames; n++) {
+      delivered += sse!.sendToAll({ n, pad }, { event: args.event })
+      if (n % 1000 === 999) await new Promise((r) => setImmediate(r))
+    }
+    const ms = Date.now() - started
+    // the drop reports of the last tick
+    await new Promise((r) => setTimeout(r, 50))
+    const queues = [...hub().conns.values()].map((c) => ({
+      user: c.userId,
+      blocked: c.blocked,
+      items: c.count,
+      bytes: c.bytes,
+      slots: c.queue?.capacity ?? 0
+    }))
+    gc()
+    const after = process.memoryUsage()
+    return {
+      ms,
+      delivered,
+      heapBefore: before.heapUsed,
+      heapAfter: after.heapUsed,
+      externalBefore: before.external,
+      externalAfter: after.external,
+      queues
+    }
   },
 
   /** A repeating send: `publish` (local at once, then the bus) or `sendToAll`, every `ms`. */

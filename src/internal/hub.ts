@@ -3,11 +3,20 @@
  *
  * Plain, synchronous code on purpose (DESIGN.md, fast path): a connection owns no
  * fiber, stream, timer or closure. Frames sent to one connection within one tick are
- * coalesced and leave in one `write()` on `process.nextTick`; when `write()` returns
+ * coalesced and leave in one `write()` at the end of the tick (`setImmediate`); when `write()` returns
  * `false` the frames wait in a bounded per-connection queue (items and bytes) until
  * `'drain'`, then everything queued leaves in one call.
+ *
+ * The queue is a ring (`FrameRing`) created on the first frame that has to wait and let
+ * go after `'drain'`: its memory is bounded by the item limit whatever the number of
+ * frames dropped, and an idle or healthy connection has none. A frame that cannot fit an
+ * empty queue (larger than `maxQueueBytes`, or `maxQueueItems` 0) is dropped itself under
+ * 'oldest' and 'newest' (counted and reported as a 'newest' drop: it is the newest frame
+ * that is lost, evicting the queue would not make room) and disconnects under
+ * 'disconnect'. Nothing here throws out of a delivery loop.
  */
 import type { BackpressureDisconnect } from "../Errors.js"
+import { FrameRing } from "./ring.js"
 
 /** What the hub needs of a response: a Node `ServerResponse` satisfies it. */
 export interface SinkResponse {
@@ -67,9 +76,11 @@ export interface ConnConfig {
 export class Conn {
   /** Rooms this connection is in (allocated on the first join). */
   rooms: Set<string> | undefined = undefined
-  /** Frames not yet written: this tick's batch, or, while `blocked`, the bounded queue. */
-  frames: Array<Uint8Array | undefined> | undefined = undefined
-  head = 0
+  /** This tick's batch (frames not yet written while not `blocked`); kept empty between ticks. */
+  frames: Array<Uint8Array> | undefined = undefined
+  /** While `blocked`: the bounded queue (created on its first frame, let go after `'drain'`). */
+  queue: FrameRing | undefined = undefined
+  /** Frames and bytes pending: in `frames` while not blocked, in `queue` while blocked. */
   count = 0
   bytes = 0
   /** `write()` returned false: waiting for `'drain'`. */
@@ -230,9 +241,15 @@ export class Hub {
    */
   remove(conn: Conn, flush: boolean, stalled = false): void {
     if (conn.closed) return
-    if (flush && !conn.blocked && conn.count > 0) this.flush(conn)
+    if (flush && !conn.blocked && conn.count > 0) {
+      this.flush(conn)
+      // a sink that threw on that write was removed by it: once is enough (one
+      // 'disconnect' event, one ticker release)
+      if (conn.closed) return
+    }
     conn.closed = true
     conn.frames = undefined
+    conn.queue = undefined
     conn.held = undefined
     conn.count = 0
     conn.bytes = 0
@@ -240,10 +257,12 @@ export class Hub {
     const entry = this.users.get(conn.userId)
     if (entry === conn) this.users.delete(conn.userId)
     else if (Array.isArray(entry)) {
-      const i = entry.indexOf(conn)
-      if (i >= 0) entry.splice(i, 1)
-      if (entry.length === 1) this.users.set(conn.userId, entry[0]!)
-      else if (entry.length === 0) this.users.delete(conn.userId)
+      // A new array, not a splice: a delivery loop over this user's connections may be
+      // the caller (a backpressure disconnect), and must not skip the next connection.
+      const rest = entry.filter((c) => c !== conn)
+      if (rest.length === 1) this.users.set(conn.userId, rest[0]!)
+      else if (rest.length === 0) this.users.delete(conn.userId)
+      else this.users.set(conn.userId, rest)
     }
     if (conn.rooms !== undefined) {
       for (const room of conn.rooms) {
@@ -362,12 +381,12 @@ export class Hub {
   }
 
   /**
-   * The frames `head .. head + count` as one buffer; during a tick's flush, the same
+   * The first `count` frames of `frames` as one buffer; during a tick's flush, the same
    * sequence of frames (same objects, same order) gets the same buffer.
    */
-  private concat(frames: Array<Uint8Array | undefined>, head: number, count: number, bytes: number): Uint8Array {
+  private concat(frames: Array<Uint8Array>, count: number, bytes: number): Uint8Array {
     const cache = this.chunkCache
-    const first = frames[head]!
+    const first = frames[0]!
     if (cache !== undefined) {
       const candidates = cache.get(first)
       if (candidates !== undefined) {
@@ -376,7 +395,7 @@ export class Hub {
           if (candidate.bytes !== bytes || candidate.frames.length !== count) continue
           let same = true
           for (let i = 1; i < count; i++) {
-            if (candidate.frames[i] !== frames[head + i]) {
+            if (candidate.frames[i] !== frames[i]) {
               same = false
               break
             }
@@ -385,9 +404,10 @@ export class Hub {
         }
       }
     }
-    const list = (head === 0 && frames.length === count ? frames : frames.slice(head, head + count)) as Array<Uint8Array>
+    const list = frames.length === count ? frames : frames.slice(0, count)
     const chunk = Buffer.concat(list, bytes)
     if (cache !== undefined) {
+      // the batch array is emptied and reused after the write: the cache keeps a copy
       const entry = { frames: list === frames ? list.slice() : list, bytes, chunk }
       const candidates = cache.get(first)
       if (candidates === undefined) cache.set(first, [entry])
@@ -396,43 +416,52 @@ export class Hub {
     return chunk
   }
 
-  /** While blocked: the bounded queue and its policy. */
+  /**
+   * While blocked: the bounded queue and its policy. Returns whether the frame was
+   * queued. Does not throw, whatever the frame's size and the limits.
+   */
   private enqueue(conn: Conn, frame: Uint8Array): boolean {
     const size = frame.length
-    if (conn.count >= conn.config.maxItems || conn.bytes + size > conn.config.maxBytes) {
-      if (conn.config.policy === Policy.Disconnect) {
+    const config = conn.config
+    if (conn.count >= config.maxItems || conn.bytes + size > config.maxBytes) {
+      if (config.policy === Policy.Disconnect) {
         this.metrics.disconnectedByBackpressure++
         const error = this.hooks.backpressureError(conn)
         this.remove(conn, false, true)
         this.hooks.onBackpressureDisconnect(error)
         return false
       }
-      if (conn.config.policy === Policy.Newest) {
+      // 'newest' (dropping), or a frame that would not fit even an empty queue: evicting
+      // the queued frames would not make room, the new frame itself is the one lost.
+      if (config.policy === Policy.Newest || size > config.maxBytes || config.maxItems <= 0) {
         this.metrics.droppedNewest++
         this.noteDrop(conn, 1, 1)
         return false
       }
-      const frames = conn.frames!
+      // 'oldest' (sliding): evict from the head until the new frame fits.
+      const queue = conn.queue
       let dropped = 0
-      while (conn.count > 0 && (conn.count >= conn.config.maxItems || conn.bytes + size > conn.config.maxBytes)) {
-        const old = frames[conn.head]!
-        frames[conn.head] = undefined
-        conn.head++
-        conn.count--
-        conn.bytes -= old.length
-        dropped++
+      if (queue !== undefined) {
+        while (queue.size > 0 && (conn.count >= config.maxItems || conn.bytes + size > config.maxBytes)) {
+          conn.count--
+          conn.bytes -= queue.shift()!.length
+          dropped++
+        }
       }
-      if (conn.count === 0) {
-        frames.length = 0
-        conn.head = 0
+      if (dropped > 0) {
+        this.metrics.droppedOldest += dropped
+        this.noteDrop(conn, 0, dropped)
       }
-      this.metrics.droppedOldest += dropped
-      this.noteDrop(conn, 0, dropped)
     }
-    let frames = conn.frames
-    if (frames === undefined) conn.frames = frames = []
+    let queue = conn.queue
+    if (queue === undefined) conn.queue = queue = new FrameRing(config.maxItems)
+    if (!queue.push(frame)) {
+      // not reached (the checks above keep `count` below the limit): still a drop, not a throw
+      this.metrics.droppedNewest++
+      this.noteDrop(conn, 1, 1)
+      return false
+    }
     if (conn.count === 0 && this.observeLatency !== undefined) conn.queuedAt = performance.now()
-    frames.push(frame)
     conn.count++
     conn.bytes += size
     if (conn.count > this.metrics.queueItemsMax) this.metrics.queueItemsMax = conn.count
@@ -452,43 +481,44 @@ export class Hub {
     if (ok === false) this.block(conn)
   }
 
-  /**
-   * Writes everything pending on `conn` in one call. `queued`: the frames waited in the
-   * blocked queue and are counted as sent now (batch frames were counted when pushed).
-   */
-  flush(conn: Conn, queued = false): void {
+  /** Writes this tick's batch of `conn` in one call (frames counted as sent when pushed). */
+  flush(conn: Conn): void {
     const count = conn.count
-    if (count === 0 || conn.closed) return
+    if (count === 0 || conn.closed || conn.blocked) return
     const frames = conn.frames!
-    const head = conn.head
     const bytes = conn.bytes
-    conn.head = 0
     conn.count = 0
     conn.bytes = 0
-    if (queued) this.metrics.sent += count
-    const res = conn.res
-    let ok: boolean
-    try {
-      if (count === 1) {
-        ok = res.write(frames[head]!)
-      } else if (bytes < count * LARGE_FRAME_BYTES || res.cork === undefined) {
-        // Small frames: one chunk (one chunked-encoding frame, one buffer for writev).
-        ok = res.write(this.concat(frames, head, count, bytes))
-      } else {
-        // Large frames: copying them into one chunk costs more than it saves; the
-        // corked writes still leave in one writev, each frame's shared buffer as is.
-        res.cork()
-        ok = true
-        for (let i = head; i < head + count; i++) ok = res.write(frames[i]!)
-        res.uncork!()
-      }
-    } catch {
-      frames.length = 0
-      this.remove(conn, false)
-      return
-    }
+    const ok = this.writeFrames(conn, frames, count, bytes)
+    // emptied, not replaced: most connections that batch once batch again
     frames.length = 0
-    if (ok === false) this.block(conn)
+    if (!ok) this.block(conn)
+  }
+
+  /**
+   * Writes `count` frames in one call: one frame as is, small frames concatenated into
+   * one chunk, large ones corked. Returns `write()`'s answer; a sink that throws is
+   * removed (and the answer is true: nothing is to wait for).
+   */
+  private writeFrames(conn: Conn, frames: Array<Uint8Array>, count: number, bytes: number): boolean {
+    const res = conn.res
+    try {
+      if (count === 1) return res.write(frames[0]!)
+      if (bytes < count * LARGE_FRAME_BYTES || res.cork === undefined) {
+        // Small frames: one chunk (one chunked-encoding frame, one buffer for writev).
+        return res.write(this.concat(frames, count, bytes))
+      }
+      // Large frames: copying them into one chunk costs more than it saves; the
+      // corked writes still leave in one writev, each frame's shared buffer as is.
+      res.cork()
+      let ok = true
+      for (let i = 0; i < count; i++) ok = res.write(frames[i]!)
+      res.uncork!()
+      return ok
+    } catch {
+      this.remove(conn, false)
+      return true
+    }
   }
 
   /**
@@ -501,17 +531,27 @@ export class Hub {
     conn.res.once("drain", onResponseDrain)
   }
 
-  /** `'drain'`: write what queued meanwhile, in one call. */
+  /**
+   * `'drain'`: write what queued meanwhile, in one call (counted as sent now), and let
+   * go of the queue.
+   */
   drain(conn: Conn): void {
     if (conn.closed) return
     conn.blocked = false
-    if (conn.count > 0) {
-      this.flush(conn, true)
-      if (conn.queuedAt !== 0) {
-        this.observeLatency?.(performance.now() - conn.queuedAt)
-        conn.queuedAt = 0
-      }
+    const queue = conn.queue
+    conn.queue = undefined
+    const count = conn.count
+    if (count === 0 || queue === undefined) return
+    const bytes = conn.bytes
+    conn.count = 0
+    conn.bytes = 0
+    this.metrics.sent += count
+    const ok = this.writeFrames(conn, queue.toArray(), count, bytes)
+    if (conn.queuedAt !== 0) {
+      this.observeLatency?.(performance.now() - conn.queuedAt)
+      conn.queuedAt = 0
     }
+    if (!ok) this.block(conn)
   }
 
   private flushDirty(): void {
