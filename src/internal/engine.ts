@@ -406,13 +406,15 @@ export class Engine {
     if (!this.replay.enabled || lastEventId.length === 0) return
     const gapEvent = this.options.replayGapEvent
     const gap = (reason: string) => Frame.message(JSON.stringify({ lastEventId, reason }), { event: gapEvent! })
-    const write = (frames: ReadonlyArray<Uint8Array>, replayed: ReadonlyArray<Uint8Array>) => {
+    const write = (frames: ReadonlyArray<Uint8Array>, lastOrder: number | undefined) => {
       if (conn.held === undefined) {
         this.hub.pushAll(conn, frames)
       } else {
-        // Live frames held during an asynchronous lookup may also be in the replay:
-        // the same message encodes to the same bytes on every instance.
-        this.hub.release(conn, frames, (frame) => replayed.some((r) => sameBytes(r, frame)))
+        // A shared store (Redis) may already hold frames this instance has not received
+        // yet (the publisher recorded them first): they arrive live after the lookup,
+        // or arrived while it ran (held). Live frames at or below the newest order key
+        // of the lookup are not written again.
+        this.hub.release(conn, frames, lastOrder)
       }
     }
     const apply = (lookup: Lookup) => {
@@ -420,11 +422,11 @@ export class Engine {
         this.counters.replayed += lookup.frames.length
         if (lookup.missed === true) this.counters.replayMisses++
         // Frames sent while the user had no connection were not kept: say so first.
-        write(lookup.missed === true && gapEvent !== undefined ? [gap("offline"), ...lookup.frames] : lookup.frames, lookup.frames)
+        write(lookup.missed === true && gapEvent !== undefined ? [gap("offline"), ...lookup.frames] : lookup.frames, lookup.lastOrder)
         return
       }
       this.counters.replayMisses++
-      write(gapEvent === undefined ? [] : [gap(lookup.reason)], [])
+      write(gapEvent === undefined ? [] : [gap(lookup.reason)], undefined)
     }
     const sync = this.replay.lookupSync
     if (sync !== undefined) {
@@ -680,9 +682,14 @@ export class Engine {
     }
     const hub = this.hub
     let count = 0
+    // `order <= conn.replayedTo`: the connection's replay is being fetched, or already
+    // wrote this frame (see `Hub.holdOrSkip`); one compare for the others.
     if (Array.isArray(entry)) {
-      for (let i = 0; i < entry.length; i++) if (hub.push(entry[i]!, frame)) count++
-    } else if (hub.push(entry, frame)) count++
+      for (let i = 0; i < entry.length; i++) {
+        const conn = entry[i]!
+        if (order <= conn.replayedTo ? hub.holdOrSkip(conn, frame, order) : hub.push(conn, frame)) count++
+      }
+    } else if (order <= entry.replayedTo ? hub.holdOrSkip(entry, frame, order) : hub.push(entry, frame)) count++
     if (id !== undefined && this.replay.enabled) this.replay.record(userId, id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "user", userId, count })
     return count
@@ -691,7 +698,9 @@ export class Engine {
   private deliverAll(frame: Uint8Array, id: string | undefined, order: number): number {
     const hub = this.hub
     let count = 0
-    for (const conn of hub.conns.values()) if (hub.push(conn, frame)) count++
+    for (const conn of hub.conns.values()) {
+      if (order <= conn.replayedTo ? hub.holdOrSkip(conn, frame, order) : hub.push(conn, frame)) count++
+    }
     if (id !== undefined && this.replay.enabled) this.replay.recordAll(hub.users.keys(), id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "all", count })
     return count
@@ -702,7 +711,9 @@ export class Engine {
     if (members === undefined) return 0
     const hub = this.hub
     let count = 0
-    for (const conn of members) if (hub.push(conn, frame)) count++
+    for (const conn of members) {
+      if (order <= conn.replayedTo ? hub.holdOrSkip(conn, frame, order) : hub.push(conn, frame)) count++
+    }
     if (id !== undefined && this.replay.enabled) this.replay.recordAll(userIdsOf(members), id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "room", room, count })
     return count
@@ -866,9 +877,6 @@ export class Engine {
 function* userIdsOf(conns: Iterable<Conn>): Iterable<string> {
   for (const conn of conns) yield conn.userId
 }
-
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
-  a === b || (a.length === b.length && Buffer.compare(a, b) === 0)
 
 /** Whether `res` has what an SSE response needs (write, end, on, setHeader). */
 export const isResponse = (res: unknown): res is NodeResponse =>
