@@ -11,9 +11,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
+import { SSEKify } from "../src/index.js"
 import { decodeItem, encodeItem } from "../src/internal/replayRedis.js"
-import { redisAvailable } from "./support/redisServer.js"
+import { redisAvailable, redisCli, startRedis, waitUntil } from "./support/redisServer.js"
 import { runScript } from "./support/runScript.js"
+import { connect, startServer } from "./support/sse.js"
 
 interface Report {
   readonly quick: boolean
@@ -68,4 +70,34 @@ describe("Redis replay items", () => {
     expect(decodeItem(encodeItem("é:1", frame, 7))).toMatchObject({ id: "é:1", order: 7 })
     for (const bad of ["", ":x", "x:abc", "12/:x", "/3:abc", "1/99:abc", "1x/3:abc"]) expect(decodeItem(Buffer.from(bad)), bad).toBeUndefined()
   })
+})
+
+describe.skipIf(!redisAvailable())("replay 'redis': order keys", () => {
+  it("a burst of 2 500 publishes (several in each millisecond, past 1 024) is replayed in publish order", async () => {
+    const redis = await startRedis()
+    const channel = `ssekify-chaos-order-${process.pid}`
+    const sse = new SSEKify({ redis: redis.url, channel, replay: "redis", recentBufferSize: 3_000, keepAliveMs: 0, replayGapEvent: "gap", autoFields: { timestamp: false } })
+    const server = await startServer((_req, res) => void sse.registerConnection("alice", res))
+    try {
+      await sse.ready()
+      const total = 2_500
+      const sends: Array<Promise<void>> = []
+      // alice has no connection: the publisher records each frame in her sorted set
+      for (let i = 1; i <= total; i++) sends.push(sse.publish({ i }, "alice", { id: String(i) }))
+      await Promise.all(sends)
+      await waitUntil("every frame recorded", async () => (await redisCli(redis.port, ["zcard", `${channel}:replay:{alice}`])).trim() === String(total), 10_000)
+      const alice = await connect(`${server.url}/sse`, { headers: { "last-event-id": "1" } })
+      await alice.waitFor((c) => c.messages().length >= total - 1, 10_000, "the replay")
+      alice.close()
+      const ids = alice.messages().map((m) => Number(m.id))
+      expect(ids.length).toBe(total - 1)
+      // (before: the order counter cycled through 1 024 values apart from the clock, and
+      // the frames around its wrap within one millisecond swapped places in the set)
+      expect(ids.findIndex((id, k) => id !== k + 2)).toBe(-1)
+    } finally {
+      await server.close()
+      await sse.shutdown({ announce: false, graceMs: 0 })
+      await redis.stop()
+    }
+  }, 60_000)
 })

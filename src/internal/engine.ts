@@ -110,7 +110,8 @@ export class Engine {
   private readonly timestampIds: TimestampIds
   private readonly connPrefix: string
   private connCounter = 0
-  private orderCounter = 0
+  /** The last order key given (see `nextOrder`). */
+  private lastOrder = 0
   private isoMs = -1
   private iso = ""
   /** The serializer is `JSON.stringify` (its output has no raw line break). */
@@ -668,8 +669,13 @@ export class Engine {
    * instance that records the frame gives it the same place).
    */
   private nextOrder(at = this.now()): number {
-    this.orderCounter = (this.orderCounter + 1) & 1023
-    return at * 1024 + this.orderCounter
+    // Strictly increasing: a counter cycling through 1024 values apart from the clock
+    // wrapped inside a millisecond (two frames of that millisecond for one user then
+    // swapped places in the store), as did a clock stepping back. More than 1024 in one
+    // millisecond run ahead of the clock; the envelope carries the order's millisecond as its `at`.
+    const order = Math.max(at * 1024, this.lastOrder + 1)
+    this.lastOrder = order
+    return order
   }
 
   private deliverUser(userId: string, frame: Uint8Array, id: string | undefined, published: boolean, order: number): number {
@@ -741,8 +747,9 @@ export class Engine {
       return Effect.flatMap(this.prepareGlobal(data, opts, this.now()), (p): Effect.Effect<void, SendError | TransportError> => {
         const e = this.encode(p.data, p.event, p.id)
         if (!("frame" in e)) return Effect.fail(e)
-        const at = this.now()
-        const order = this.nextOrder(at)
+        const order = this.nextOrder(this.now())
+        // the order's millisecond (ahead of the clock only past 1024 sends in one)
+        const at = Math.floor(order / 1024)
         if (type === "all") this.deliverAll(e.frame, p.id, order)
         else if (type === "user") this.deliverUser(target!, e.frame, p.id, true, order)
         else this.deliverRoom(target!, e.frame, p.id, order)
