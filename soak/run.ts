@@ -4,7 +4,7 @@
  *
  *   npm run soak                 # the full suite (a few minutes)
  *   npm run soak:quick           # smaller sizes (run by test/soak.quick.test.ts)
- *   node --import tsx soak/run.ts [--quick] [--only=stalled,longstalled,churn,redis,sentinel,hostile,shutdown] [--out=file.json]
+ *   node --import tsx soak/run.ts [--quick] [--only=stalled,longstalled,churn,redis,sentinel,hostile,shutdown,chaos] [--seed=n] [--out=file.json]
  *
  * Prints a table (scenario, figure, value, check) and writes JSON to
  * soak/results/<timestamp>.json (or --out). Exit code 1 when a check failed. Every loop
@@ -16,6 +16,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { redisAvailable, startRedis, startSentinel, stopAll } from "../test/support/redisServer.js"
+import { chaosMemory, chaosRedis, chaosSize } from "./chaos.js"
 import { ServerChild, SOAK_DIR } from "./lib/child.js"
 import { type Frame, SseClient } from "./lib/client.js"
 
@@ -23,6 +24,8 @@ const argv = process.argv.slice(2)
 const QUICK = argv.includes("--quick")
 const only = argv.find((a) => a.startsWith("--only="))?.slice(7).split(",")
 const outArg = argv.find((a) => a.startsWith("--out="))?.slice(6)
+const seedArg = argv.find((a) => a.startsWith("--seed="))?.slice(7)
+const SEED = seedArg !== undefined ? Number(seedArg) >>> 0 : (Math.random() * 2 ** 32) >>> 0
 
 const MiB = 1024 * 1024
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -602,15 +605,20 @@ const scenarios: Array<[string, string, (ctx: Ctx) => Promise<void>, boolean]> =
   ["redis", "Redis SIGKILLed and restarted under traffic", redisKill, true],
   ["sentinel", "Sentinel failover under traffic", sentinelFailover, true],
   ["hostile", "hostile input", hostile, true],
-  ["shutdown", "shutdown with open connections", shutdown, false]
+  ["shutdown", "shutdown with open connections", shutdown, false],
+  ["chaos", "chaos: connections cut at random, one instance, memory replay", chaosMemory(chaosSize(QUICK, SEED)), false],
+  ["chaos", "chaos: connections cut at random, two instances, replay 'redis'", chaosRedis(chaosSize(QUICK, SEED)), true]
 ]
+
+/** `--quick` without `--only` leaves the chaos scenarios to test/chaos.quick.test.ts (`--quick --only=chaos`). */
+const selected = (key: string): boolean => only !== undefined ? only.includes(key) : !(QUICK && key === "chaos")
 
 const main = async () => {
   const haveRedis = redisAvailable()
   const results: Array<Result> = []
   const started = new Date()
   for (const [key, name, f, needsRedis] of scenarios) {
-    if (only !== undefined && !only.includes(key)) continue
+    if (!selected(key)) continue
     const ctx = new Ctx()
     const t0 = Date.now()
     const result: Result = { scenario: name, figures: ctx.figures, checks: ctx.checks, ok: false, ms: 0 }

@@ -246,6 +246,37 @@ const commands: Record<string, (args: never) => unknown> = {
     return tickerStats.get(args.name)
   },
 
+  /**
+   * The chaos scenario's stream: `count` rounds, every `everyMs`, one frame to each user
+   * (`{ u, n }`, id `n`, n = from … from + count - 1): `sendToUser` (local) or `publish` (local at once,
+   * then the bus). Answers when every frame was sent (and every publish settled).
+   */
+  stream: async (args: { users: ReadonlyArray<string>; from: number; count: number; everyMs: number; publish: boolean }) => {
+    const s = sse!
+    const pending: Array<Promise<unknown>> = []
+    let rejected = 0
+    let delivered = 0
+    const started = Date.now()
+    let sameMs = 0
+    let lastMs = 0
+    for (let i = 0; i < args.count; i++) {
+      const n = args.from + i
+      const ms = Date.now()
+      if (ms === lastMs) sameMs++
+      lastMs = ms
+      for (const u of args.users) {
+        if (args.publish) pending.push(s.publish({ u, n }, u, { id: String(n) }).catch(() => void rejected++))
+        else delivered += s.sendToUser(u, { u, n }, { id: String(n) })
+      }
+      // paced against the start, so a late turn does not stretch the run
+      const wait = started + (i + 1) * args.everyMs - Date.now()
+      await new Promise((r) => setTimeout(r, Math.max(0, wait)))
+    }
+    await Promise.all(pending)
+    // rounds in the same millisecond as the one before (a late timer catching up)
+    return { frames: args.count * args.users.length, rejected, delivered, ms: Date.now() - started, sameMs }
+  },
+
   /** Runs one call of the API with hostile input; returns the error codes it produced. */
   hostile: async (args: { case: string; limit?: number }) => {
     const before = errors.length

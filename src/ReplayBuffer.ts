@@ -44,6 +44,13 @@ export type Lookup =
     readonly ids: ReadonlyArray<string>
     /** Frames for the user were sent while it had no connection and were not kept. */
     readonly missed?: boolean | undefined
+    /**
+     * A store shared by instances (Redis): the order key (send time × 1024 + the
+     * sender's counter) of the newest frame it had for the user, the last of `frames`
+     * or, when none, the `lastEventId`'s own frame. Live frames at or below it reach the
+     * connection through the replay (or the client had them) and are not written again.
+     */
+    readonly lastOrder?: number | undefined
   }
   | { readonly _tag: "Miss"; readonly reason: MissReason }
 

@@ -172,7 +172,8 @@ export class Engine {
   private readonly timestampIds: TimestampIds
   private readonly connPrefix: string
   private connCounter = 0
-  private orderCounter = 0
+  /** The last order key given (see `nextOrder`). */
+  private lastOrder = 0
   private isoMs = -1
   private iso = ""
   /** The serializer is `JSON.stringify` (its output has no raw line break). */
@@ -480,13 +481,15 @@ export class Engine {
     if (!this.replay.enabled || lastEventId.length === 0) return
     const gapEvent = this.options.replayGapEvent
     const gap = (reason: string) => Frame.message(JSON.stringify({ lastEventId, reason }), { event: gapEvent! })
-    const write = (frames: ReadonlyArray<Uint8Array>, replayed: ReadonlyArray<Uint8Array>) => {
+    const write = (frames: ReadonlyArray<Uint8Array>, lastOrder: number | undefined) => {
       if (conn.held === undefined) {
         this.hub.pushAll(conn, frames)
       } else {
-        // Live frames held during an asynchronous lookup may also be in the replay:
-        // the same message encodes to the same bytes on every instance.
-        this.hub.release(conn, frames, (frame) => replayed.some((r) => sameBytes(r, frame)))
+        // A shared store (Redis) may already hold frames this instance has not received
+        // yet (the publisher recorded them first): they arrive live after the lookup,
+        // or arrived while it ran (held). Live frames at or below the newest order key
+        // of the lookup are not written again.
+        this.hub.release(conn, frames, lastOrder)
       }
     }
     const apply = (lookup: Lookup) => {
@@ -494,11 +497,11 @@ export class Engine {
         this.counters.replayed += lookup.frames.length
         if (lookup.missed === true) this.counters.replayMisses++
         // Frames sent while the user had no connection were not kept: say so first.
-        write(lookup.missed === true && gapEvent !== undefined ? [gap("offline"), ...lookup.frames] : lookup.frames, lookup.frames)
+        write(lookup.missed === true && gapEvent !== undefined ? [gap("offline"), ...lookup.frames] : lookup.frames, lookup.lastOrder)
         return
       }
       this.counters.replayMisses++
-      write(gapEvent === undefined ? [] : [gap(lookup.reason)], [])
+      write(gapEvent === undefined ? [] : [gap(lookup.reason)], undefined)
     }
     const sync = this.replay.lookupSync
     if (sync !== undefined) {
@@ -813,8 +816,13 @@ export class Engine {
    * instance that records the frame gives it the same place).
    */
   private nextOrder(at = this.now()): number {
-    this.orderCounter = (this.orderCounter + 1) & 1023
-    return at * 1024 + this.orderCounter
+    // Strictly increasing: a counter cycling through 1024 values apart from the clock
+    // wrapped inside a millisecond (two frames of that millisecond for one user then
+    // swapped places in the store), as did a clock stepping back. More than 1024 in one
+    // millisecond run ahead of the clock; the envelope carries the order's millisecond as its `at`.
+    const order = Math.max(at * 1024, this.lastOrder + 1)
+    this.lastOrder = order
+    return order
   }
 
   private deliverUser(userId: string, frame: Uint8Array, id: string | undefined, published: boolean, order: number): number {
@@ -827,9 +835,14 @@ export class Engine {
     }
     const hub = this.hub
     let count = 0
+    // `order <= conn.replayedTo`: the connection's replay is being fetched, or already
+    // wrote this frame (see `Hub.holdOrSkip`); one compare for the others.
     if (Array.isArray(entry)) {
-      for (let i = 0; i < entry.length; i++) if (hub.push(entry[i]!, frame)) count++
-    } else if (hub.push(entry, frame)) count++
+      for (let i = 0; i < entry.length; i++) {
+        const conn = entry[i]!
+        if (order <= conn.replayedTo ? hub.holdOrSkip(conn, frame, order) : hub.push(conn, frame)) count++
+      }
+    } else if (order <= entry.replayedTo ? hub.holdOrSkip(entry, frame, order) : hub.push(entry, frame)) count++
     if (id !== undefined && this.replay.enabled) this.replay.record(userId, id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "user", userId, count })
     return count
@@ -838,7 +851,9 @@ export class Engine {
   private deliverAll(frame: Uint8Array, id: string | undefined, order: number): number {
     const hub = this.hub
     let count = 0
-    for (const conn of hub.conns.values()) if (hub.push(conn, frame)) count++
+    for (const conn of hub.conns.values()) {
+      if (order <= conn.replayedTo ? hub.holdOrSkip(conn, frame, order) : hub.push(conn, frame)) count++
+    }
     if (id !== undefined && this.replay.enabled) this.replay.recordAll(hub.users.keys(), id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "all", count })
     return count
@@ -849,7 +864,9 @@ export class Engine {
     if (members === undefined) return 0
     const hub = this.hub
     let count = 0
-    for (const conn of members) if (hub.push(conn, frame)) count++
+    for (const conn of members) {
+      if (order <= conn.replayedTo ? hub.holdOrSkip(conn, frame, order) : hub.push(conn, frame)) count++
+    }
     if (id !== undefined && this.replay.enabled) this.replay.recordAll(userIdsOf(members), id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "room", room, count })
     return count
@@ -876,8 +893,9 @@ export class Engine {
       return Effect.flatMap(this.prepareGlobal(data, opts, this.now()), (p): Effect.Effect<void, SendError | TransportError> => {
         const e = this.encode(p.data, p.event, p.id)
         if (!("frame" in e)) return Effect.fail(e)
-        const at = this.now()
-        const order = this.nextOrder(at)
+        const order = this.nextOrder(this.now())
+        // the order's millisecond (ahead of the clock only past 1024 sends in one)
+        const at = Math.floor(order / 1024)
         if (type === "all") this.deliverAll(e.frame, p.id, order)
         else if (type === "user") this.deliverUser(target!, e.frame, p.id, true, order)
         else this.deliverRoom(target!, e.frame, p.id, order)
@@ -1017,9 +1035,6 @@ export class Engine {
 function* userIdsOf(conns: Iterable<Conn>): Iterable<string> {
   for (const conn of conns) yield conn.userId
 }
-
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
-  a === b || (a.length === b.length && Buffer.compare(a, b) === 0)
 
 /** Whether `res` has what an SSE response needs (write, end, on, setHeader). */
 export const isResponse = (res: unknown): res is NodeResponse =>

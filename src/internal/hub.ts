@@ -90,6 +90,16 @@ export class Conn {
   closed = false
   /** Frames held back while a replay is being fetched (see `Hub.hold`). */
   held: Array<Uint8Array> | undefined = undefined
+  /** The order keys of the `held` frames (same positions). */
+  heldOrders: Array<number> | undefined = undefined
+  /**
+   * Order key (send time × 1024 + counter, as the replay store orders a user's frames)
+   * of the newest frame this connection already has from a replay out of a shared store:
+   * a live frame at or below it is not written again (see `Hub.holdOrSkip`). `Infinity`
+   * while that replay is fetched (live frames are held), `-Infinity` (every frame is
+   * live) otherwise: the delivery paths test `order <= replayedTo`, one compare.
+   */
+  replayedTo = Number.NEGATIVE_INFINITY
   /** Metrics hook: when the blocked queue got its first frame (`performance.now()`); 0: not measured. */
   queuedAt = 0
 
@@ -574,23 +584,51 @@ export class Hub {
   }
 
   /**
-   * Holds live frames for `conn` (kept in order, unbounded only for the short time a
-   * replay is being fetched) until `release` writes `first` and then what was held,
-   * skipping held frames `skip` says were already in `first`.
+   * Holds live frames for `conn` (kept in order with their order keys, unbounded only for
+   * the short time a replay is being fetched) until `release` writes the replay and then
+   * what was held. While held, `conn.replayedTo` is `Infinity`: every live frame comes
+   * through `holdOrSkip`.
    */
   hold(conn: Conn): void {
-    if (!conn.closed && conn.held === undefined) conn.held = []
+    if (conn.closed || conn.held !== undefined) return
+    conn.held = []
+    conn.heldOrders = []
+    conn.replayedTo = Number.POSITIVE_INFINITY
   }
 
-  release(conn: Conn, first: ReadonlyArray<Uint8Array>, skip?: (frame: Uint8Array) => boolean): void {
+  /**
+   * A live frame for a connection with `order <= conn.replayedTo`: held while its replay
+   * is fetched, else skipped (the replay wrote it). True: the connection has or will
+   * have it.
+   */
+  holdOrSkip(conn: Conn, frame: Uint8Array, order: number): boolean {
+    if (conn.closed) return false
+    if (conn.held !== undefined) {
+      conn.held.push(frame)
+      conn.heldOrders!.push(order)
+    }
+    return true
+  }
+
+  /**
+   * Writes the replay `first`, then the held frames newer than `replayedTo` (the order
+   * key of the newest frame the replay's store had for the user: the held frames at or
+   * below it were in `first`, or the client had them), and from now on skips live frames
+   * at or below it. `-Infinity`: no replay to compare with, every held frame is written.
+   */
+  release(conn: Conn, first: ReadonlyArray<Uint8Array>, replayedTo = Number.NEGATIVE_INFINITY): void {
     const held = conn.held
+    const orders = conn.heldOrders
     conn.held = undefined
+    conn.heldOrders = undefined
+    conn.replayedTo = replayedTo
     if (conn.closed) return
     this.pushAll(conn, first)
     if (held === undefined) return
+    // (orders and frames are pushed together; were they ever not, nothing is skipped)
+    const aligned = orders !== undefined && orders.length === held.length
     for (let i = 0; i < held.length; i++) {
-      const frame = held[i]!
-      if (skip === undefined || !skip(frame)) this.push(conn, frame)
+      if (!aligned || orders[i]! > replayedTo) this.push(conn, held[i]!)
     }
   }
 

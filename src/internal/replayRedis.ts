@@ -5,11 +5,13 @@
  * Recording stays synchronous on the delivery path: the frames recorded within one tick
  * are sent to Redis in one round trip (one capped add per user key, pipelined), not one
  * per user and message. Each user's frames are one sorted set (`<prefix>{<userId>}`),
- * capped at `size` items, expiring `ttlMs` after the last add. An item is the frame id
- * and the encoded frame: `<id byte length>:<id><frame bytes>`, the same bytes on every
- * instance, so the frame recorded by the publisher and by the instances that delivered
- * it is kept once; its score (publish time × 1024 + the publisher's counter) keeps the
- * publish order whichever instance's write reaches Redis first.
+ * capped at `size` items, expiring `ttlMs` after the last add. An item is the frame's
+ * order key, id and encoded frame: `<order>/<id byte length>:<id><frame bytes>`, the same
+ * bytes on every instance, so the frame recorded by the publisher and by the instances
+ * that delivered it is kept once; its score (the order key: publish time × 1024 + the
+ * publisher's counter) keeps the publish order whichever instance's write reaches Redis
+ * first. The order key in the item tells a lookup the order of what it returns (items
+ * without it, `<id byte length>:<id><frame bytes>`, are read too).
  */
 import * as Effect from "effect/Effect"
 import type { TransportError } from "../Errors.js"
@@ -24,20 +26,39 @@ export interface RedisReplayOptions {
 
 const COLON = 0x3a
 
-export const encodeItem = (id: string, frame: Uint8Array): Uint8Array => {
+const SLASH = 0x2f
+
+export const encodeItem = (id: string, frame: Uint8Array, order: number): Uint8Array => {
   const idBytes = Buffer.from(id, "utf8")
-  return Buffer.concat([Buffer.from(`${idBytes.length}:`, "latin1"), idBytes, frame])
+  return Buffer.concat([Buffer.from(`${order}/${idBytes.length}:`, "latin1"), idBytes, frame])
 }
 
-export const decodeItem = (item: Uint8Array): { readonly id: string; readonly frame: Uint8Array } | undefined => {
+const isDigits = (buf: Buffer, from: number, to: number): boolean => {
+  if (to <= from) return false
+  for (let i = from; i < to; i++) if (buf[i]! < 0x30 || buf[i]! > 0x39) return false
+  return true
+}
+
+export const decodeItem = (
+  item: Uint8Array
+): { readonly id: string; readonly frame: Uint8Array; readonly order: number | undefined } | undefined => {
   const buf = Buffer.isBuffer(item) ? item : Buffer.from(item.buffer, item.byteOffset, item.byteLength)
   const colon = buf.indexOf(COLON)
-  if (colon <= 0 || colon > 10) return undefined
-  const length = Number(buf.toString("latin1", 0, colon))
-  if (!Number.isInteger(length) || length < 0 || colon + 1 + length > buf.length) return undefined
+  if (colon <= 0 || colon > 28) return undefined
+  const slash = buf.lastIndexOf(SLASH, colon)
+  const start = slash < 0 ? 0 : slash + 1
+  if (!isDigits(buf, start, colon) || colon - start > 10) return undefined
+  let order: number | undefined
+  if (slash >= 0) {
+    if (!isDigits(buf, 0, slash)) return undefined
+    order = Number(buf.toString("latin1", 0, slash))
+  }
+  const length = Number(buf.toString("latin1", start, colon))
+  if (colon + 1 + length > buf.length) return undefined
   return {
     id: buf.toString("utf8", colon + 1, colon + 1 + length),
-    frame: buf.subarray(colon + 1 + length)
+    frame: buf.subarray(colon + 1 + length),
+    order
   }
 }
 
@@ -80,7 +101,8 @@ export class RedisReplay {
       if (this.stamps.get(userId) === stamp) return
       this.stamps.set(userId, stamp)
     }
-    this.pending.push([this.key(userId), encodeItem(id, frame), order ?? this.now() * 1024])
+    const score = order ?? this.now() * 1024
+    this.pending.push([this.key(userId), encodeItem(id, frame, score), score])
     if (this.known.size < 100_000) this.known.add(userId)
     if (!this.scheduled) {
       this.scheduled = true
@@ -103,7 +125,10 @@ export class RedisReplay {
       for (let k = decoded.length - 1; k >= 0; k--) {
         if (decoded[k]?.id === lastEventId) {
           const after = decoded.slice(k + 1).filter((d): d is NonNullable<typeof d> => d !== undefined)
-          return { _tag: "Found", frames: after.map((d) => d.frame), ids: after.map((d) => d.id) }
+          // items are in score order: the newest order key is the last one known
+          let lastOrder: number | undefined
+          for (let j = decoded.length - 1; j >= k && lastOrder === undefined; j--) lastOrder = decoded[j]?.order
+          return { _tag: "Found", frames: after.map((d) => d.frame), ids: after.map((d) => d.id), lastOrder }
         }
       }
       // A full set has pushed older frames out.
