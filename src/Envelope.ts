@@ -7,6 +7,11 @@
  * {@link Envelope} (a `Schema`): a foreign or broken message becomes a
  * `BusMessageInvalid` error, never a crash.
  *
+ * With `busSecret` the envelope also carries `b` (the publisher's boot nonce) and `c`
+ * (its message counter) and ends with `sig`, an HMAC bound to the channel: receivers
+ * refuse what is unsigned, forged, signed for another channel, older than
+ * {@link MAX_AGE_MS} or already received (a replay window per publisher boot).
+ *
  * @since 0.2.0
  */
 import * as Either from "effect/Either"
