@@ -7,6 +7,11 @@
  * {@link Envelope} (a `Schema`): a foreign or broken message becomes a
  * `BusMessageInvalid` error, never a crash.
  *
+ * With `busSecret` the envelope also carries `b` (the publisher's boot nonce) and `c`
+ * (its message counter) and ends with `sig`, an HMAC bound to the channel: receivers
+ * refuse what is unsigned, forged, signed for another channel, older than
+ * {@link MAX_AGE_MS} or already received (a replay window per publisher boot).
+ *
  * @since 0.2.0
  */
 import * as Either from "effect/Either"
@@ -57,6 +62,13 @@ export const Envelope = Schema.Struct({
   origin: Schema.optional(Schema.String),
   /** The publisher's message counter (0–1023): orders frames of one millisecond in a shared replay store. */
   n: Schema.optional(Schema.Int),
+  /**
+   * Signed bus only: the publisher's boot nonce (random for each instance and each
+   * start), so a restarted publisher with a fixed `instanceId` opens a new replay window.
+   */
+  b: Schema.optional(Schema.String),
+  /** Signed bus only: the publisher's message counter (1, 2, 3 … per boot), checked against replays. */
+  c: Schema.optional(Schema.NonNegativeInt),
   /** HMAC of the envelope when the bus is signed (`busSecret`). */
   sig: Schema.optional(Schema.String)
 }).pipe(
@@ -80,6 +92,15 @@ export type Envelope = typeof Envelope.Type
 const decodeEither = Schema.decodeUnknownEither(Envelope, { onExcessProperty: "ignore" })
 
 const sampleOf = (raw: string): string => (raw.length > 200 ? raw.slice(0, 200) + "…" : raw)
+
+/**
+ * A `BusMessageInvalid` for a message from the bus, with its first 200 characters.
+ *
+ * @since 0.2.0
+ * @category decoding
+ */
+export const invalid = (reason: string, raw: string): BusMessageInvalid =>
+  new BusMessageInvalid({ reason, sample: sampleOf(raw) })
 
 /**
  * Parses and checks one message from the bus.
@@ -112,6 +133,56 @@ export const decode = (raw: unknown): Either.Either<Envelope, BusMessageInvalid>
 }
 
 /**
+ * The field limits an instance applies to what it sends, applied to what comes off the
+ * bus too (the `max*Length` options).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface FieldLimits {
+  readonly maxUserIdLength: number
+  readonly maxRoomNameLength: number
+  readonly maxEventNameLength: number
+  readonly maxIdLength: number
+}
+
+/**
+ * Why an envelope from the bus breaks a field limit, or `undefined` when it does not.
+ *
+ * @since 0.2.0
+ * @category decoding
+ */
+export const overLimit = (env: Envelope, limits: FieldLimits): string | undefined => {
+  if (env.target !== undefined) {
+    if (env.type === "user" && env.target.length > limits.maxUserIdLength) {
+      return `target user id longer than maxUserIdLength (${env.target.length} > ${limits.maxUserIdLength})`
+    }
+    if (env.type === "room" && env.target.length > limits.maxRoomNameLength) {
+      return `target room name longer than maxRoomNameLength (${env.target.length} > ${limits.maxRoomNameLength})`
+    }
+  }
+  if (env.event !== undefined && env.event.length > limits.maxEventNameLength) {
+    return `event name longer than maxEventNameLength (${env.event.length} > ${limits.maxEventNameLength})`
+  }
+  if (env.id !== undefined && env.id.length > limits.maxIdLength) {
+    return `id longer than maxIdLength (${env.id.length} > ${limits.maxIdLength})`
+  }
+  return undefined
+}
+
+/**
+ * How old (or how far in the future, for clock skew) the send time `at` of a signed
+ * message may be: 60 s. Older ones are refused, so a captured message cannot be
+ * replayed to an instance that never saw it (or forgot it) once a minute has passed;
+ * within the minute, the receiver's replay window refuses what it has seen. The clocks
+ * of the instances must agree within this.
+ *
+ * @since 0.2.0
+ * @category signing
+ */
+export const MAX_AGE_MS = 60_000
+
+/**
  * Builds an envelope.
  *
  * @since 0.2.0
@@ -126,6 +197,8 @@ export const make = (fields: {
   readonly at: number
   readonly origin: string
   readonly n?: number | undefined
+  readonly b?: string | undefined
+  readonly c?: number | undefined
 }): Envelope => {
   // Key order as the original wrote it; undefined fields vanish in JSON.
   const env: { -readonly [K in keyof Envelope]: Envelope[K] } = { type: fields.type, data: fields.data, at: fields.at }
@@ -134,6 +207,8 @@ export const make = (fields: {
   if (fields.id !== undefined) env.id = fields.id
   env.origin = fields.origin
   if (fields.n !== undefined) env.n = fields.n
+  if (fields.b !== undefined) env.b = fields.b
+  if (fields.c !== undefined) env.c = fields.c
   return env
 }
 
@@ -154,6 +229,8 @@ export const encode = (env: Envelope, serialized?: string): string => {
   tail.at = env.at
   if (env.origin !== undefined) tail.origin = env.origin
   if (env.n !== undefined) tail.n = env.n
+  if (env.b !== undefined) tail.b = env.b
+  if (env.c !== undefined) tail.c = env.c
   if (env.sig !== undefined) tail.sig = env.sig
   let data: string | undefined
   try {
@@ -171,33 +248,48 @@ export const encode = (env: Envelope, serialized?: string): string => {
 const SIGNED = /,"sig":"([0-9a-f]{64})"\}$/
 const SIG_SUFFIX_LENGTH = ',"sig":"'.length + 64 + '"}'.length
 
-const hmac = (secret: Redacted.Redacted<string>, text: string): Buffer =>
-  createHmac("sha256", Redacted.value(secret)).update(text, "utf8").digest()
+/**
+ * What the HMAC covers before the envelope text: a version tag and the channel
+ * (length-prefixed, so no channel/text split is ambiguous). A message signed for one
+ * channel does not verify on another; a message signed by the first 0.2.0 builds
+ * (no tag, no channel) does not verify at all.
+ */
+const domainOf = (channel: string): string => `ssekify-bus/2\n${channel.length}:${channel}\n`
+
+const hmac = (secret: Redacted.Redacted<string>, domain: string, text: string): Buffer =>
+  createHmac("sha256", Redacted.value(secret)).update(domain, "utf8").update(text, "utf8").digest()
 
 /**
- * Signs the JSON text of an envelope: appends `"sig"` (HMAC-SHA256 of the text, hex) as
- * its last key.
+ * Signs the JSON text of an envelope for one channel: appends `"sig"` (HMAC-SHA256, hex,
+ * of a version tag, the channel and the text) as its last key. The envelope should
+ * carry `origin`, `at`, `b` and `c`: receivers refuse signed messages without them, and
+ * those too old or already seen (see {@link MAX_AGE_MS}).
  *
  * @since 0.2.0
  * @category signing
  */
-export const sign = (message: string, secret: Redacted.Redacted<string>): string =>
-  message.slice(0, -1) + ',"sig":"' + hmac(secret, message).toString("hex") + '"}'
+export const sign = (message: string, secret: Redacted.Redacted<string>, channel: string): string =>
+  message.slice(0, -1) + ',"sig":"' + hmac(secret, domainOf(channel), message).toString("hex") + '"}'
 
 /**
- * Checks the signature of a message from the bus and returns the text it signed.
- * Unsigned and wrongly signed messages are a `BusMessageInvalid`.
+ * Checks the signature of a message that arrived on `channel` and returns the text it
+ * signed. Unsigned and wrongly signed messages — including one signed for another
+ * channel — are a `BusMessageInvalid`.
  *
  * @since 0.2.0
  * @category signing
  */
-export const verify = (raw: string, secret: Redacted.Redacted<string>): Either.Either<string, BusMessageInvalid> => {
+export const verify = (
+  raw: string,
+  secret: Redacted.Redacted<string>,
+  channel: string
+): Either.Either<string, BusMessageInvalid> => {
   const match = SIGNED.exec(raw)
   if (match === null) {
     return Either.left(new BusMessageInvalid({ reason: "unsigned message on a signed bus (busSecret)", sample: sampleOf(raw) }))
   }
   const text = raw.slice(0, raw.length - SIG_SUFFIX_LENGTH) + "}"
-  const expected = hmac(secret, text)
+  const expected = hmac(secret, domainOf(channel), text)
   const given = Buffer.from(match[1]!, "hex")
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     return Either.left(new BusMessageInvalid({ reason: "bad signature (busSecret)", sample: sampleOf(raw) }))

@@ -173,6 +173,13 @@ export const published: Metric.Metric.Counter<number> = counter("published_total
  */
 export const received: Metric.Metric.Counter<number> = counter("received_total")
 /**
+ * `stats().busRejected`.
+ *
+ * @since 0.2.0
+ * @category metrics
+ */
+export const busRejected: Metric.Metric.Counter<number> = counter("bus_rejected_total")
+/**
  * `stats().accepting`: 1 or 0.
  *
  * @since 0.2.0
@@ -251,6 +258,7 @@ const STAT_EFFECT_METRICS: ReadonlyArray<readonly [StatMetric, Metric.Metric.Gau
     ["replay_misses_total", replayMisses],
     ["published_total", published],
     ["received_total", received],
+    ["bus_rejected_total", busRejected],
     ["accepting", accepting]
   ] as const
 ).map(([name, metric]) => [STAT_METRICS.find((m) => m.name === name)!, metric] as const)

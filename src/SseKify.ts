@@ -276,6 +276,12 @@ export interface Stats {
   readonly published: number
   /** Messages from other instances delivered here. */
   readonly received: number
+  /**
+   * Messages from the bus refused (`BUS_MESSAGE_INVALID`): malformed, over a field
+   * limit, unsigned or forged on a signed bus, signed for another channel, replayed or
+   * too old.
+   */
+  readonly busRejected: number
   /** False after `stopAccepting()` / `shutdown()`. */
   readonly accepting: boolean
 }

@@ -89,6 +89,7 @@ const STAT_NAMES: ReadonlyArray<[keyof Stats, string, string]> = [
   ["replayMisses", "replay_misses_total", "counter"],
   ["published", "published_total", "counter"],
   ["received", "received_total", "counter"],
+  ["busRejected", "bus_rejected_total", "counter"],
   ["accepting", "accepting", "gauge"]
 ]
 
@@ -279,6 +280,7 @@ const zeroStats: Stats = {
   replayMisses: 0,
   published: 0,
   received: 0,
+  busRejected: 0,
   accepting: true
 }
 

@@ -6,11 +6,13 @@
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import { randomBytes } from "node:crypto"
 import type { OutgoingHttpHeaders } from "node:http"
 import type { ConnectionHandle, NodeResponse, RegisterOptions } from "../Connection.js"
 import * as Envelope from "../Envelope.js"
 import {
   BackpressureDisconnect,
+  type BusMessageInvalid,
   CallbackFailed,
   InvalidInput,
   LastEventIdTooLong,
@@ -31,6 +33,7 @@ import { instanceBits, Snowflake, TimestampIds } from "./frameId.js"
 import { Conn, type ConnConfig, Hub, kConn, type SinkResponse } from "./hub.js"
 import { lastEventIdFrom, trimId } from "./lastEventId.js"
 import { DEFAULTS, describe, type Resolved, type ResolvedConnection, resolveConnection } from "./options.js"
+import { ReplayGuard } from "./replayGuard.js"
 import type { SequencerImpl } from "./sequencer.js"
 
 
@@ -166,7 +169,9 @@ export class Engine {
   private readonly now: () => number
   private readonly fork: (effect: Effect.Effect<void>) => void
   private readonly listeners = new Set<{ readonly listener: Listener; readonly wants: ((type: EventName) => boolean) | undefined }>()
-  private readonly counters = { errorCount: 0, replayed: 0, replayMisses: 0, published: 0, received: 0 }
+  private readonly counters = { errorCount: 0, replayed: 0, replayMisses: 0, published: 0, received: 0, busRejected: 0 }
+  /** Signed bus: this boot's nonce and message counter, and the replay window of what arrives. */
+  private readonly signedBus = { boot: randomBytes(9).toString("base64url"), counter: 0, guard: new ReplayGuard(Envelope.MAX_AGE_MS) }
   private readonly retryFrames = new Map<number, Uint8Array>()
   private readonly snowflake: Snowflake
   private readonly timestampIds: TimestampIds
@@ -900,45 +905,66 @@ export class Engine {
         else if (type === "user") this.deliverUser(target!, e.frame, p.id, true, order)
         else this.deliverRoom(target!, e.frame, p.id, order)
         if (this.transport.kind === "none") return Effect.void
+        const secret = this.options.busSecret
         let message: string
         try {
           message = Envelope.encode(
-            Envelope.make({ type, target, data: p.data, event: p.event, id: p.id, at, origin: this.instanceId, n: order & 1023 }),
+            Envelope.make({
+              type,
+              target,
+              data: p.data,
+              event: p.event,
+              id: p.id,
+              at,
+              origin: this.instanceId,
+              n: order & 1023,
+              // signed bus: what the receivers' replay window checks (covered by the HMAC)
+              b: secret === undefined ? undefined : this.signedBus.boot,
+              c: secret === undefined ? undefined : this.signedBus.counter + 1
+            }),
             e.text
           )
         } catch (cause) {
           return Effect.fail(new SerializeFailed({ cause }))
         }
-        if (this.options.busSecret !== undefined) message = Envelope.sign(message, this.options.busSecret)
+        if (secret !== undefined) {
+          this.signedBus.counter++
+          message = Envelope.sign(message, secret, this.options.channel)
+        }
         this.counters.published++
         return this.transport.publish(this.options.channel, message)
       })
     }).pipe(Effect.tapError((error) => Effect.sync(() => this.report(error))))
   }
 
-  /** A message from the bus: checked, deduplicated by origin, serialized once. */
+  /**
+   * A message from the bus: checked (signature bound to the channel, shape, field
+   * limits, replay window), deduplicated by origin, serialized once.
+   */
   receive(raw: string): void {
     const secret = this.options.busSecret
     let text = raw
     if (secret !== undefined) {
-      const verified = Envelope.verify(raw, secret)
-      if (Either.isLeft(verified)) {
-        this.report(verified.left)
-        return
-      }
+      const verified = Envelope.verify(raw, secret, this.options.channel)
+      if (Either.isLeft(verified)) return this.rejectBusMessage(verified.left)
       text = verified.right
     }
     const decoded = Envelope.decode(text)
-    if (Either.isLeft(decoded)) {
-      this.report(decoded.left)
-      return
-    }
+    if (Either.isLeft(decoded)) return this.rejectBusMessage(decoded.left)
     const env = decoded.right
     if (env.origin === this.instanceId) return
+    const over = Envelope.overLimit(env, this.options)
+    if (over !== undefined) return this.rejectBusMessage(Envelope.invalid(over, raw))
+    if (secret !== undefined) {
+      const refused = env.origin === undefined || env.b === undefined || env.c === undefined
+        ? "signed without origin, boot nonce and counter (an older signed format): refused, it could be replayed"
+        : this.signedBus.guard.admit(env.origin.length + ":" + env.origin + env.b, env.c, env.at, this.now())
+      if (refused !== undefined) return this.rejectBusMessage(Envelope.invalid(refused, raw))
+    }
     this.counters.received++
     if (this.wants("publish")) {
       // Listeners get the envelope in 0.1.6's shape, without the bus's own fields.
-      const { n: _n, sig: _sig, ...published } = env
+      const { b: _b, c: _c, n: _n, sig: _sig, ...published } = env
       this.emit("publish", published)
     }
     const e = this.encode(env.data, env.event, env.id)
@@ -953,6 +979,12 @@ export class Engine {
       const members = this.hub.rooms.get(env.target!)
       if (members !== undefined && members.size > 0) this.deliverRoom(env.target!, e.frame, env.id, order)
     }
+  }
+
+  /** A message from the bus refused: reported and counted in `stats().busRejected`. */
+  private rejectBusMessage(error: BusMessageInvalid): void {
+    this.counters.busRejected++
+    this.report(error)
   }
 
   // ---------------------------------------------------------------------------
@@ -980,6 +1012,7 @@ export class Engine {
       replayMisses: this.counters.replayMisses,
       published: this.counters.published,
       received: this.counters.received,
+      busRejected: this.counters.busRejected,
       accepting: this.accepting
     }
   }

@@ -51,6 +51,12 @@ export const STAT_METRICS: ReadonlyArray<StatMetric> = [
   { key: "replayMisses", name: "replay_misses_total", kind: "counter", help: "Reconnects whose Last-Event-ID was not found." },
   { key: "published", name: "published_total", kind: "counter", help: "Messages this instance put on the bus." },
   { key: "received", name: "received_total", kind: "counter", help: "Messages from other instances delivered here." },
+  {
+    key: "busRejected",
+    name: "bus_rejected_total",
+    kind: "counter",
+    help: "Messages from the bus refused (BUS_MESSAGE_INVALID): malformed, over a field limit, forged, replayed or too old."
+  },
   { key: "accepting", name: "accepting", kind: "gauge", help: "1 while new connections are accepted, 0 after stopAccepting()/shutdown()." }
 ]
 
