@@ -123,6 +123,13 @@ export interface MemoryOptions {
    * (`replayOffline`), so a reconnect after a short gap gets them. Default false (0.1.6).
    */
   readonly recordOffline?: boolean | undefined
+  /**
+   * The buffer is shared by several instances in one process (one built layer given to
+   * each): a frame is kept once whichever instance records it (by its order key and
+   * id), and a frame for a user who has no connection is recorded by the instance that
+   * published it, as the Redis buffer does (`recordOffline` does not apply). Default false.
+   */
+  readonly shared?: boolean | undefined
 }
 
 /**
@@ -138,21 +145,22 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferS
       size: Math.max(0, Math.floor(options?.size ?? 20)),
       ttlMs: Math.max(0, options?.ttlMs ?? 30 * 60 * 1000),
       maxUsers: Math.max(0, Math.floor(options?.maxUsers ?? 10_000)),
-      recordOffline: options?.recordOffline ?? false
+      recordOffline: options?.recordOffline ?? false,
+      shared: options?.shared ?? false
     }
     const store = new MemoryReplay(resolved)
     const now = () => clock.unsafeCurrentTimeMillis()
     const lookupSync = (userId: string, lastEventId: string) => store.lookup(userId, lastEventId, now())
     return {
       enabled: store.enabled,
-      record: (userId, id, frame) => store.record(userId, id, frame, now()),
-      recordAll: (userIds, id, frame) => store.recordAll(userIds, id, frame, now()),
+      record: (userId, id, frame, order) => store.record(userId, id, frame, now(), undefined, order),
+      recordAll: (userIds, id, frame, order) => store.recordAll(userIds, id, frame, now(), order),
       lookupSync,
       lookup: (userId, lastEventId) => Effect.sync(() => lookupSync(userId, lastEventId)),
       clear: (userId) => Effect.sync(() => store.clear(userId)),
       sweep: Effect.sync(() => void store.sweep(now())),
       users: () => store.users,
-      offline: (userId, id, frame) => store.offline(userId, id, frame, now())
+      offline: (userId, id, frame, published, order) => store.offline(userId, id, frame, now(), published, order)
     }
   })
 
