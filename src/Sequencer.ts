@@ -3,11 +3,13 @@
  * `streamId` by default) so a client can order and deduplicate the frames of one task
  * or topic.
  *
- * The memory counter is per instance; with a key/value store (the Redis transport's
- * KV connection, a `RedisLike` adapter's `incr`/`expire`, or an explicit
- * `seq.redis`) `next` is global: one `INCR` + `EXPIRE` round trip, with the memory
- * counter as the fallback when the store is missing (one `SEQ_KV_FALLBACK` warning)
- * or failing (`lastSeqKvFallbackAt`).
+ * `SseKify.make` takes the `Sequencer` from the context. {@link layerMemory}: per
+ * instance. {@link layerStore}: global on the {@link Store} of the context (one
+ * `INCR` + `EXPIRE` round trip per `next`; `SequencerRedis.layerStore` on a Redis
+ * connection, `Transport.layerMemory`'s counters, a `RedisLike` adapter's
+ * `incr`/`expire`, or an explicit `seq.redis`), with the memory counter as the fallback
+ * when the store is missing (one `SEQ_KV_FALLBACK` warning) or failing
+ * (`lastSeqKvFallbackAt`). The counters live as long as the layer.
  *
  * @since 0.2.0
  */

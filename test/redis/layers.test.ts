@@ -7,6 +7,8 @@
  * them closed with the scope; `createIORedisAdapter` is a skin over the same service.
  */
 import { expect, it } from "@effect/vitest"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -101,4 +103,18 @@ describe.skipIf(!redisAvailable())("Redis backends as layers on one RedisConnect
       expect(yield* Effect.promise(() => adapter.incr(key))).toBe(3)
       expect(Option.isNone(RedisConnection.fromAdapter({ publish() {}, subscribe() {}, on() {} }))).toBe(true)
     }))
+
+  it.live("RedisConnection.layerConfig takes each option as its own Config (Config.Wrap)", () =>
+    Effect.gen(function*() {
+      const provider = ConfigProvider.fromMap(new Map([["MY_REDIS", server.url], ["MY_NAME", unique("cfg")]]))
+      const n = yield* Effect.flatMap(SequencerRedis.makeStore, (store) => store.incrExpire(unique("k"), 30)).pipe(
+        Effect.provide(
+          RedisConnection.layerConfig({ url: Config.redacted("MY_REDIS"), connectionName: Config.string("MY_NAME") }).pipe(
+            Layer.provide(Layer.setConfigProvider(provider))
+          )
+        )
+      )
+      expect(n).toBe(1)
+    }))
 })
+
