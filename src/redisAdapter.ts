@@ -19,6 +19,7 @@
 import type { Cluster, Redis, RedisOptions } from "ioredis"
 import type * as Clients from "./internal/redis/clients.js"
 import { Connection, ConnectionKey } from "./internal/redis/connection.js"
+import * as Errors from "./internal/redis/errors.js"
 import * as Scripts from "./internal/redis/scripts.js"
 import type { CommonOptions } from "./RedisConnection.js"
 import { settingsOf, timingOf } from "./internal/redis/options.js"
@@ -151,7 +152,8 @@ export const createIORedisAdapter = (
     expire: (key: string, seconds: number) => connection.kvPromise((c) => c.expire(key, Scripts.seconds(seconds))),
     pexpire: (key: string, ms: number) => connection.kvPromise((c) => c.pexpire(key, Math.ceil(ms)))
   }
-  const clean = (error: unknown) => Promise.reject(error)
+  // a refused SUBSCRIBE may carry the failed AUTH's arguments: redacted, as every command's
+  const clean = (error: unknown) => Promise.reject(Errors.sanitize(error))
 
   const adapter = {
     publish: (channel: string, message: string) => connection.publishPromise(channel, message),
