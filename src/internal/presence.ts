@@ -17,7 +17,6 @@ import type * as Scope from "effect/Scope"
 import type { ConnectionHandle, NodeResponse } from "../Connection.js"
 import { InvalidInput, LimitExceeded, type TransportError } from "../Errors.js"
 import * as Presence from "../Presence.js"
-import type { TransportService } from "../Transport.js"
 import type { Engine } from "./engine.js"
 
 export const PRESENCE_DEFAULTS = { heartbeatMs: 10_000, ttlMs: 30_000 } as const
@@ -356,13 +355,13 @@ const squashFail = (cause: import("effect/Cause").Cause<TransportError>): Transp
 }
 
 /**
- * Starts presence for an engine when the options ask for it: needs the Redis
- * transport's presence store (`InvalidInput` otherwise). The scope stops it (after the
+ * Starts presence for an engine when the options ask for it: needs a presence store
+ * (`Presence.Store` in the context) (`InvalidInput` otherwise). The scope stops it (after the
  * connections were closed: the caller acquires it before the shutdown finalizer).
  */
 export const make = (
   engine: Engine,
-  transport: TransportService,
+  store: Option.Option<Presence.PresenceStore>,
   every: (ms: number, tick: () => void) => () => void,
   now: () => number,
   refuse: TrackerDeps["refuse"]
@@ -371,7 +370,7 @@ export const make = (
     const options = engine.options
     if (options.presence === undefined) return Effect.succeed(undefined)
     const presenceOptions = options.presence
-    return Option.match(Presence.storeOf(transport), {
+    return Option.match(store, {
       onNone: () =>
         Effect.fail(
           new InvalidInput({
