@@ -41,15 +41,31 @@
  *
  * @since 0.2.0
  */
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
 import { InvalidInput, type LimitExceeded, ShuttingDown } from "./Errors.js"
 import type { Engine } from "./internal/engine.js"
 import type { ResolvedConnection } from "./internal/options.js"
-import { connectionStream, DEFAULT_HIGH_WATER_MARK, underlyingResponse } from "./internal/platform.js"
+import {
+  connectionStream,
+  DEFAULT_HIGH_WATER_MARK,
+  installed,
+  nodeResponseOf,
+  offer,
+  type Pending,
+  preResponse,
+  preResponseInstalled,
+  underlyingResponse
+} from "./internal/platform.js"
 import { SseKify, type SseKifyService, unsafeEngine } from "./SseKify.js"
 
 /**
@@ -249,13 +265,34 @@ export const respond = (
 > =>
   Effect.flatMap(SseKify, (sse) =>
     Effect.flatMap(prepare(sse, userId, options), ({ engine, hwm, resolved }) =>
-      Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
         const lastEventId = options?.lastEventId ?? lastEventIdOf(request)
-        return HttpServerResponse.stream(
+        const response = HttpServerResponse.stream(
           connectionStream(engine, userId, resolved, lastEventId, hwm, options?.onConnect, underlyingResponse(request)),
           { status: 200, headers: responseHeaders(options?.headers), contentType: contentTypeOf(options?.headers) }
         )
+        const res = nodeResponseOf(request)
+        if (res === undefined) return Effect.succeed(response)
+        const pending: Pending = {
+          engine,
+          userId,
+          resolved,
+          lastEventId,
+          onConnect: options?.onConnect,
+          res,
+          refused: SHUTTING_DOWN,
+          appended: false
+        }
+        offer(response.body, pending)
+        return Effect.flatMap(FiberRef.get(installed), (mine) =>
+          Effect.flatMap(FiberRef.get(HttpApp.currentPreResponseHandlers), (current) => {
+            if (mine !== undefined && current._tag === "Some" && current.value === mine) return Effect.succeed(response)
+            pending.appended = true
+            return Effect.as(HttpApp.appendPreResponseHandler(preResponse), response)
+          }))
       })))
+
+const SHUTTING_DOWN = HttpServerResponse.text("Server is shutting down", { status: 503, headers: { "retry-after": "2" } })
 
 const responseHeaders = (extra: RegisterOptions["headers"]): Record<string, string | ReadonlyArray<string>> => {
   const out: Record<string, string | ReadonlyArray<string>> = { ...headers }
@@ -301,3 +338,81 @@ export const handler = (
     }
     return respond(userId, register).pipe(Effect.catchAll((error) => Effect.succeed(errorResponse(error))))
   })
+
+const appendPreResponse = (
+  current: Option.Option<HttpApp.PreResponseHandler>
+): Option.Option<HttpApp.PreResponseHandler> =>
+  Option.some(
+    current._tag === "None" ? preResponseInstalled : (request, response) =>
+      Effect.flatMap(current.value(request, response), (response) => preResponseInstalled(request, response))
+  )
+
+/**
+ * Installs the endpoint's hand-off for every request of the servers built with it, once,
+ * instead of per SSE response (which costs a little memory per connection: the request's
+ * fiber keeps a copy of its fiber refs). Optional: {@link serve} includes it; without it
+ * the endpoint is just as fast and correct.
+ *
+ * ```ts
+ * HttpServer.serve(app).pipe(Layer.provide(HttpSse.layer), ...)
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer: Layer.Layer<never> = Layer.scopedDiscard(
+  Effect.zipRight(
+    Effect.locallyScopedWith(HttpApp.currentPreResponseHandlers, appendPreResponse),
+    Effect.flatMap(FiberRef.get(HttpApp.currentPreResponseHandlers), (handlers) =>
+      Effect.locallyScoped(installed, Option.getOrUndefined(handlers)))
+  )
+)
+
+/**
+ * Shuts the `SseKify` instance down (its layer's `shutdown` options: announce, grace,
+ * close) when this layer is released: provided to `HttpServer.serve(app)` it is
+ * released after the app stops being served and before the HTTP server closes, so
+ * the SSE responses have ended when `server.close()` waits for them.
+ */
+const shutdownBeforeServer: Layer.Layer<never, never, SseKify | HttpServer.HttpServer> = Layer.scopedDiscard(
+  Effect.flatMap(HttpServer.HttpServer, () =>
+    Effect.flatMap(SseKify, (sse) =>
+      Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          const engine = engineOf(sse)
+          return engine.closedForGood ? Effect.void : engine.shutdown(engine.layerShutdown)
+        })
+      )))
+)
+
+/**
+ * `HttpServer.serve(app)` for an app with SSE endpoints: the SSE responses get the
+ * shutdown event and end (the `SseKify` layer's `shutdown` options: announce, grace
+ * ended early when every client is gone, close) before the HTTP server closes, whatever
+ * the order in which the `SseKify` and server layers are provided; and it includes
+ * {@link layer}.
+ *
+ * ```ts
+ * HttpSse.serve(app).pipe(
+ *   Layer.provide(SseKify.layer()),
+ *   Layer.provide(Transport.layerNone),
+ *   Layer.provide(NodeHttpServer.layer(createServer, { port: 3000 })),
+ *   Layer.launch,
+ *   NodeRuntime.runMain
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const serve = <E, R>(
+  app: HttpApp.Default<E, R>,
+  middleware?: (app: HttpApp.Default) => HttpApp.Default
+): Layer.Layer<
+  never,
+  never,
+  SseKify | HttpServer.HttpServer | Exclude<R, HttpServerRequest.HttpServerRequest | Scope.Scope>
+> =>
+  (middleware === undefined ? HttpServer.serve(app) : HttpServer.serve(app, middleware as never)).pipe(
+    Layer.provide(Layer.merge(shutdownBeforeServer, layer))
+  ) as Layer.Layer<never, never, SseKify | HttpServer.HttpServer | Exclude<R, HttpServerRequest.HttpServerRequest | Scope.Scope>>

@@ -21,9 +21,15 @@
  * body after the chunks already written — at once when the client stopped reading
  * (see `StreamSink.end`), so a stuck client never holds the HTTP server's close.
  */
+import * as Cookies from "@effect/platform/Cookies"
+import type * as HttpApp from "@effect/platform/HttpApp"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Stream from "effect/Stream"
 import type { ConnectionHandle } from "../Connection.js"
 import type { Engine } from "./engine.js"
@@ -251,3 +257,214 @@ export const connectionStream = (
     const first = Effect.suspend(() => started ? sink.pull : start)
     return Stream.repeatEffectChunkOption(first).pipe(Stream.ensuring(Effect.sync(() => sink.release())))
   })
+
+// ---------------------------------------------------------------------------
+// The fast path: the Node response handed to the hub
+// ---------------------------------------------------------------------------
+
+/**
+ * The members of a Node `ServerResponse` the fast path uses (`@effect/platform-node`'s
+ * request exposes it as `resolvedResponse`).
+ */
+export interface NodeServerResponse extends UnderlyingResponse {
+  readonly headersSent: boolean
+  readonly writableEnded: boolean
+  readonly destroyed: boolean
+  readonly socket: { readonly server?: unknown } | null
+  writeHead(status: number, headers: Record<string, string | ReadonlyArray<string>>): unknown
+  write(chunk: Uint8Array): boolean
+  end(): unknown
+  on(event: "close" | "error", listener: (...args: Array<any>) => void): unknown
+  once(event: "drain", listener: (...args: Array<any>) => void): unknown
+}
+
+/** The Node response under a request served by `@effect/platform-node`, or undefined. */
+export const nodeResponseOf = (request: unknown): NodeServerResponse | undefined => {
+  const res = underlyingResponse(request) as Partial<NodeServerResponse> | undefined
+  if (res === undefined) return undefined
+  return typeof res.writeHead === "function" && typeof res.write === "function" && typeof res.end === "function" &&
+      typeof res.on === "function" && typeof res.once === "function" && typeof res.headersSent === "boolean"
+    ? res as NodeServerResponse
+    : undefined
+}
+
+/** A response made by `HttpSse.respond` on a Node server, waiting for the hand-off. */
+export interface Pending {
+  readonly engine: Engine
+  readonly userId: string
+  readonly resolved: ResolvedConnection
+  readonly lastEventId: string | undefined
+  readonly onConnect: ((handle: ConnectionHandle) => Effect.Effect<void>) | undefined
+  readonly res: NodeServerResponse
+  /** The response when the instance stopped accepting meanwhile (503). */
+  readonly refused: HttpServerResponse.HttpServerResponse
+  /** {@link preResponse} was appended for this request (the installed one leaves it alone). */
+  appended: boolean
+}
+
+/** Pending hand-offs, by the body of the response `respond` made (garbage with it). */
+const pendings = new WeakMap<object, Pending>()
+
+/**
+ * The pre-response handlers as `HttpSse.layer` / `HttpSse.serve` left them (ending with
+ * {@link preResponseInstalled}), for every request of the server. When a request's
+ * handlers are still exactly these, `respond` adds nothing per request; when a
+ * middleware appended one for the request (e.g. CORS headers), `respond` appends
+ * {@link preResponse} after it so that the headers written are the final ones.
+ */
+export const installed: FiberRef.FiberRef<HttpApp.PreResponseHandler | undefined> = FiberRef.unsafeMake<
+  HttpApp.PreResponseHandler | undefined
+>(undefined)
+
+/** {@link preResponse} as installed for every request: it leaves a response to one appended for the request. */
+export const preResponseInstalled = (
+  request: HttpServerRequest.HttpServerRequest,
+  response: HttpServerResponse.HttpServerResponse
+): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
+  pendings.get(response.body)?.appended === true ? Effect.succeed(response) : preResponse(request, response)
+
+/**
+ * Marks the response `respond` made for the hand-off: when it is the response the
+ * server is about to send (same body, whatever middleware did to its headers),
+ * {@link preResponse} takes the Node response over.
+ */
+export const offer = (body: object, pending: Pending): void => {
+  pendings.set(body, pending)
+}
+
+/**
+ * The pre-response handler of the fast path. For a response marked by {@link offer}
+ * it writes the status and headers the platform would have written (the response's,
+ * after middleware, with its cookies), hides the Node response from the platform
+ * until the request's fiber is done (`writableEnded` reads true on that response only,
+ * so `@effect/platform-node` writes nothing and ends nothing), then — once the fiber
+ * is done — attaches the Node response to the hub as the Node path does. From then on
+ * the connection costs what a Node-path connection costs: no fiber, no stream.
+ *
+ * Anything else (another response, a HEAD request, a response already started, a
+ * server other than `@effect/platform-node`) is left to the platform: the body then
+ * streams the connection (the portable path).
+ */
+export const preResponse = (
+  request: HttpServerRequest.HttpServerRequest,
+  response: HttpServerResponse.HttpServerResponse
+): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
+  const pending = pendings.get(response.body)
+  if (pending === undefined) return Effect.succeed(response)
+  pendings.delete(response.body)
+  const res = pending.res
+  if (request.method === "HEAD" || res.headersSent || res.writableEnded || res.destroyed) return Effect.succeed(response)
+  if (!pending.engine.accepting) return Effect.succeed(pending.refused)
+  return Effect.withFiberRuntime((fiber) => {
+    try {
+      res.writeHead(response.status, headersOf(response))
+    } catch {
+      return Effect.succeed(response)
+    }
+    hide(res)
+    const runtime = pending.onConnect === undefined ? undefined : Runtime.make({
+      context: fiber.currentContext,
+      fiberRefs: fiber.getFiberRefs(),
+      runtimeFlags: Runtime.defaultRuntimeFlags
+    })
+    fiber.addObserver(() => handOff(pending, runtime))
+    return Effect.succeed(response)
+  })
+}
+
+const headersOf = (response: HttpServerResponse.HttpServerResponse): Record<string, string | ReadonlyArray<string>> => {
+  if (Cookies.isEmpty(response.cookies)) return response.headers
+  const headers: Record<string, string | ReadonlyArray<string>> = { ...response.headers }
+  const toSet = Cookies.toSetCookieHeaders(response.cookies)
+  const existing = response.headers["set-cookie"]
+  if (existing !== undefined) toSet.push(existing)
+  headers["set-cookie"] = toSet
+  return headers
+}
+
+/** `writableEnded` reads true on this response only (an own property, removed by {@link show}). */
+const hide = (res: NodeServerResponse): void => {
+  Object.defineProperty(res, "writableEnded", { value: true, configurable: true, enumerable: false, writable: false })
+}
+
+/** Removes the property {@link hide} added (the last one added: the object keeps its shape). */
+const show = (res: NodeServerResponse): void => {
+  delete (res as { writableEnded?: boolean }).writableEnded
+}
+
+/** The request's fiber is done: the platform has let go of the response; the hub takes it. */
+const handOff = (pending: Pending, runtime: Runtime.Runtime<never> | undefined): void => {
+  const res = pending.res
+  show(res)
+  if (res.destroyed || res.writableEnded) return // the client left meanwhile
+  const engine = pending.engine
+  const max = engine.options.maxConnections
+  if (!engine.accepting || (max > 0 && engine.hub.conns.size >= max)) {
+    try {
+      res.end()
+    } catch {
+      // the socket may be gone
+    }
+    return
+  }
+  let handle: ConnectionHandle
+  try {
+    handle = engine.attach(pending.userId, res, pending.resolved, pending.lastEventId)
+  } catch (error) {
+    engine.report(error instanceof Error ? error : new Error(String(error)))
+    return
+  }
+  watchServer(engine, res)
+  if (runtime !== undefined && pending.onConnect !== undefined && !res.writableEnded) {
+    Runtime.runFork(runtime)(pending.onConnect(handle))
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown with the HTTP server
+// ---------------------------------------------------------------------------
+
+interface ClosableServer {
+  close: (...args: Array<unknown>) => unknown
+  closeIdleConnections?: () => void
+  [kEngines]?: Set<Engine>
+}
+
+const kEngines: unique symbol = Symbol.for("ssekify/platform/engines")
+
+/**
+ * Ties the instance to the HTTP server a connection lives on: when the server starts
+ * closing (`server.close()`, which `NodeHttpServer` calls when its scope closes and
+ * which waits for every open response), the instance runs its layer's shutdown —
+ * announce, grace (ended early when every client is gone), close — so the SSE
+ * responses end and the server's close completes, whichever layer is released first.
+ * Installed once per server and instance, not per connection.
+ */
+export const watchServer = (engine: Engine, res: NodeServerResponse): void => {
+  const server = res.socket?.server as ClosableServer | undefined
+  if (server === undefined || server === null || typeof server.close !== "function") return
+  let engines = server[kEngines]
+  if (engines === undefined) {
+    engines = new Set()
+    const set = engines
+    const close = server.close
+    server[kEngines] = set
+    server.close = function(this: unknown, ...args: Array<unknown>) {
+      // `close()` closes the connections idle now; an SSE response ended by the shutdown
+      // leaves its socket idle later, kept alive until `keepAliveTimeout`: close it then.
+      const closeIdle = () => server.closeIdleConnections?.()
+      for (const e of set) {
+        for (const conn of e.hub.conns.values()) {
+          const r = conn.res as Partial<NodeServerResponse>
+          if (r.socket?.server === server && typeof r.once === "function") {
+            ;(r.once as (event: string, listener: () => void) => unknown)("finish", closeIdle)
+          }
+        }
+        e.shutdownInBackground()
+      }
+      set.clear()
+      return close.apply(this, args)
+    }
+  }
+  if (!engine.shutdownStarted) engines.add(engine)
+}
