@@ -46,9 +46,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
-import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
@@ -58,12 +56,11 @@ import type { ResolvedConnection } from "./internal/options.js"
 import {
   connectionStream,
   DEFAULT_HIGH_WATER_MARK,
-  installed,
   nodeResponseOf,
   offer,
-  type Pending,
+  Pending,
+  portableBody,
   preResponse,
-  preResponseInstalled,
   underlyingResponse
 } from "./internal/platform.js"
 import { SseKify, type SseKifyService, unsafeEngine } from "./SseKify.js"
@@ -267,32 +264,19 @@ export const respond = (
     Effect.flatMap(prepare(sse, userId, options), ({ engine, hwm, resolved }) =>
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
         const lastEventId = options?.lastEventId ?? lastEventIdOf(request)
-        const response = HttpServerResponse.stream(
-          connectionStream(engine, userId, resolved, lastEventId, hwm, options?.onConnect, underlyingResponse(request)),
-          { status: 200, headers: responseHeaders(options?.headers), contentType: contentTypeOf(options?.headers) }
-        )
+        const init = { status: 200, headers: responseHeaders(options?.headers), contentType: contentTypeOf(options?.headers) }
         const res = nodeResponseOf(request)
-        if (res === undefined) return Effect.succeed(response)
-        const pending: Pending = {
-          engine,
-          userId,
-          resolved,
-          lastEventId,
-          onConnect: options?.onConnect,
-          res,
-          refused: SHUTTING_DOWN,
-          appended: false
+        if (res === undefined) {
+          return Effect.succeed(HttpServerResponse.stream(
+            connectionStream(engine, userId, resolved, lastEventId, hwm, options?.onConnect, underlyingResponse(request)),
+            init
+          ))
         }
+        const pending = new Pending(engine, userId, resolved, lastEventId, hwm, options?.onConnect, res)
+        const response = HttpServerResponse.stream(portableBody, init)
         offer(response.body, pending)
-        return Effect.flatMap(FiberRef.get(installed), (mine) =>
-          Effect.flatMap(FiberRef.get(HttpApp.currentPreResponseHandlers), (current) => {
-            if (mine !== undefined && current._tag === "Some" && current.value === mine) return Effect.succeed(response)
-            pending.appended = true
-            return Effect.as(HttpApp.appendPreResponseHandler(preResponse), response)
-          }))
+        return Effect.as(HttpApp.appendPreResponseHandler(preResponse), response)
       })))
-
-const SHUTTING_DOWN = HttpServerResponse.text("Server is shutting down", { status: 503, headers: { "retry-after": "2" } })
 
 const responseHeaders = (extra: RegisterOptions["headers"]): Record<string, string | ReadonlyArray<string>> => {
   const out: Record<string, string | ReadonlyArray<string>> = { ...headers }
@@ -339,35 +323,6 @@ export const handler = (
     return respond(userId, register).pipe(Effect.catchAll((error) => Effect.succeed(errorResponse(error))))
   })
 
-const appendPreResponse = (
-  current: Option.Option<HttpApp.PreResponseHandler>
-): Option.Option<HttpApp.PreResponseHandler> =>
-  Option.some(
-    current._tag === "None" ? preResponseInstalled : (request, response) =>
-      Effect.flatMap(current.value(request, response), (response) => preResponseInstalled(request, response))
-  )
-
-/**
- * Installs the endpoint's hand-off for every request of the servers built with it, once,
- * instead of per SSE response (which costs a little memory per connection: the request's
- * fiber keeps a copy of its fiber refs). Optional: {@link serve} includes it; without it
- * the endpoint is just as fast and correct.
- *
- * ```ts
- * HttpServer.serve(app).pipe(Layer.provide(HttpSse.layer), ...)
- * ```
- *
- * @since 0.2.0
- * @category layers
- */
-export const layer: Layer.Layer<never> = Layer.scopedDiscard(
-  Effect.zipRight(
-    Effect.locallyScopedWith(HttpApp.currentPreResponseHandlers, appendPreResponse),
-    Effect.flatMap(FiberRef.get(HttpApp.currentPreResponseHandlers), (handlers) =>
-      Effect.locallyScoped(installed, Option.getOrUndefined(handlers)))
-  )
-)
-
 /**
  * Shuts the `SseKify` instance down (its layer's `shutdown` options: announce, grace,
  * close) when this layer is released: provided to `HttpServer.serve(app)` it is
@@ -389,8 +344,7 @@ const shutdownBeforeServer: Layer.Layer<never, never, SseKify | HttpServer.HttpS
  * `HttpServer.serve(app)` for an app with SSE endpoints: the SSE responses get the
  * shutdown event and end (the `SseKify` layer's `shutdown` options: announce, grace
  * ended early when every client is gone, close) before the HTTP server closes, whatever
- * the order in which the `SseKify` and server layers are provided; and it includes
- * {@link layer}.
+ * the order in which the `SseKify` and server layers are provided.
  *
  * ```ts
  * HttpSse.serve(app).pipe(
@@ -414,5 +368,5 @@ export const serve = <E, R>(
   SseKify | HttpServer.HttpServer | Exclude<R, HttpServerRequest.HttpServerRequest | Scope.Scope>
 > =>
   (middleware === undefined ? HttpServer.serve(app) : HttpServer.serve(app, middleware as never)).pipe(
-    Layer.provide(Layer.merge(shutdownBeforeServer, layer))
+    Layer.provide(shutdownBeforeServer)
   ) as Layer.Layer<never, never, SseKify | HttpServer.HttpServer | Exclude<R, HttpServerRequest.HttpServerRequest | Scope.Scope>>

@@ -66,8 +66,8 @@ describe("HttpSse fast path on NodeHttpServer", () => {
       expect(client.messages()[0]!.data).toBe("\"still open\"")
     }))
 
-  for (const installed of [false, true]) {
-    it.scopedLive(`status, headers and cookies as the platform sends them: middleware included (HttpSse.layer ${installed ? "provided" : "not provided"})`, () =>
+  for (const helper of [false, true]) {
+    it.scopedLive(`status, headers and cookies as the platform sends them: middleware included (${helper ? "HttpSse.serve" : "HttpServer.serve"})`, () =>
       Effect.gen(function*() {
         const route = HttpSse.respond("alice", { headers: { "X-Own": "1" } }).pipe(
           Effect.map((response) => HttpServerResponse.setHeader(response, "x-mapped", "2")),
@@ -75,8 +75,8 @@ describe("HttpSse fast path on NodeHttpServer", () => {
           Effect.orDie
         )
         const app = HttpRouter.empty.pipe(HttpRouter.get("/sse", route))
-        const served = HttpServer.serve(app, HttpMiddleware.cors({ allowedOrigins: ["http://page.test"] }))
-        const { sse, url } = yield* serveLayer(installed ? served.pipe(Layer.provide(HttpSse.layer)) : served)
+        const cors = HttpMiddleware.cors({ allowedOrigins: ["http://page.test"] })
+        const { sse, url } = yield* serveLayer(helper ? HttpSse.serve(app, cors) : HttpServer.serve(app, cors))
         const client = yield* open(`${url}/sse`, { origin: "http://page.test" })
         yield* opened(client)
         expect(client.status).toBe(200)

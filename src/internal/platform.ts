@@ -22,12 +22,10 @@
  * (see `StreamSink.end`), so a stuck client never holds the HTTP server's close.
  */
 import * as Cookies from "@effect/platform/Cookies"
-import type * as HttpApp from "@effect/platform/HttpApp"
-import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
-import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Stream from "effect/Stream"
@@ -72,6 +70,8 @@ export const underlyingResponse = (request: unknown): UnderlyingResponse | undef
   const r = res as Partial<UnderlyingResponse>
   return typeof r.emit === "function" && typeof r.writableNeedDrain === "boolean" ? res as UnderlyingResponse : undefined
 }
+
+const HttpServerRequestTag = HttpServerRequest.HttpServerRequest
 
 /** The default high-water mark: a Node `ServerResponse`'s. */
 export const DEFAULT_HIGH_WATER_MARK = 16_384
@@ -288,40 +288,60 @@ export const nodeResponseOf = (request: unknown): NodeServerResponse | undefined
     : undefined
 }
 
-/** A response made by `HttpSse.respond` on a Node server, waiting for the hand-off. */
-export interface Pending {
-  readonly engine: Engine
-  readonly userId: string
-  readonly resolved: ResolvedConnection
-  readonly lastEventId: string | undefined
-  readonly onConnect: ((handle: ConnectionHandle) => Effect.Effect<void>) | undefined
-  readonly res: NodeServerResponse
-  /** The response when the instance stopped accepting meanwhile (503). */
-  readonly refused: HttpServerResponse.HttpServerResponse
-  /** {@link preResponse} was appended for this request (the installed one leaves it alone). */
-  appended: boolean
+/**
+ * A response made by `HttpSse.respond` on a Node server, waiting for the hand-off. What
+ * the connection needs is dropped once handed off: the platform keeps the response (its
+ * body included) as long as the connection lives.
+ */
+export class Pending {
+  constructor(
+    readonly engine: Engine,
+    readonly userId: string,
+    public resolved: ResolvedConnection | undefined,
+    public lastEventId: string | undefined,
+    readonly highWaterMark: number,
+    public onConnect: ((handle: ConnectionHandle) => Effect.Effect<void>) | undefined,
+    public res: NodeServerResponse | undefined
+  ) {}
+
+  /** The portable body: the platform runs it when the hand-off does not happen. */
+  body(): Stream.Stream<Uint8Array> {
+    return this.resolved === undefined
+      ? Stream.empty
+      : connectionStream(this.engine, this.userId, this.resolved, this.lastEventId, this.highWaterMark, this.onConnect, this.res)
+  }
+
+  /** Taken over (or dropped): forget the connection's settings. */
+  take(): void {
+    this.resolved = undefined
+    this.lastEventId = undefined
+    this.onConnect = undefined
+    this.res = undefined
+  }
 }
+
+const SHUTTING_DOWN = HttpServerResponse.text("Server is shutting down", { status: 503, headers: { "retry-after": "2" } })
 
 /** Pending hand-offs, by the body of the response `respond` made (garbage with it). */
 const pendings = new WeakMap<object, Pending>()
+/** The same, by Node response: what {@link portableBody} runs. */
+const byResponse = new WeakMap<object, Pending>()
 
 /**
- * The pre-response handlers as `HttpSse.layer` / `HttpSse.serve` left them (ending with
- * {@link preResponseInstalled}), for every request of the server. When a request's
- * handlers are still exactly these, `respond` adds nothing per request; when a
- * middleware appended one for the request (e.g. CORS headers), `respond` appends
- * {@link preResponse} after it so that the headers written are the final ones.
+ * The body of every response `respond` makes on a Node server (one stream for all: the
+ * platform keeps a response as long as its connection lives, so it holds nothing of
+ * the connection). Run by the platform when the hand-off did not happen, it streams the
+ * connection of the request it is run for.
  */
-export const installed: FiberRef.FiberRef<HttpApp.PreResponseHandler | undefined> = FiberRef.unsafeMake<
-  HttpApp.PreResponseHandler | undefined
->(undefined)
-
-/** {@link preResponse} as installed for every request: it leaves a response to one appended for the request. */
-export const preResponseInstalled = (
-  request: HttpServerRequest.HttpServerRequest,
-  response: HttpServerResponse.HttpServerResponse
-): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
-  pendings.get(response.body)?.appended === true ? Effect.succeed(response) : preResponse(request, response)
+export const portableBody: Stream.Stream<Uint8Array> = Stream.unwrap(
+  Effect.map(Effect.serviceOption(HttpServerRequestTag), (request) => {
+    const res = request._tag === "Some" ? nodeResponseOf(request.value) : undefined
+    const pending = res === undefined ? undefined : byResponse.get(res)
+    if (pending === undefined) return Stream.empty
+    byResponse.delete(res!)
+    return pending.body()
+  })
+)
 
 /**
  * Marks the response `respond` made for the hand-off: when it is the response the
@@ -330,6 +350,7 @@ export const preResponseInstalled = (
  */
 export const offer = (body: object, pending: Pending): void => {
   pendings.set(body, pending)
+  byResponse.set(pending.res!, pending)
 }
 
 /**
@@ -353,8 +374,14 @@ export const preResponse = (
   if (pending === undefined) return Effect.succeed(response)
   pendings.delete(response.body)
   const res = pending.res
+  const resolved = pending.resolved
+  if (res === undefined || resolved === undefined) return Effect.succeed(response)
   if (request.method === "HEAD" || res.headersSent || res.writableEnded || res.destroyed) return Effect.succeed(response)
-  if (!pending.engine.accepting) return Effect.succeed(pending.refused)
+  if (!pending.engine.accepting) {
+    pending.take()
+    byResponse.delete(res)
+    return Effect.succeed(SHUTTING_DOWN)
+  }
   return Effect.withFiberRuntime((fiber) => {
     try {
       res.writeHead(response.status, headersOf(response))
@@ -367,7 +394,11 @@ export const preResponse = (
       fiberRefs: fiber.getFiberRefs(),
       runtimeFlags: Runtime.defaultRuntimeFlags
     })
-    fiber.addObserver(() => handOff(pending, runtime))
+    const { lastEventId, onConnect, userId } = pending
+    const engine = pending.engine
+    pending.take()
+    byResponse.delete(res)
+    fiber.addObserver(() => handOff(engine, userId, resolved, lastEventId, onConnect, res, runtime))
     return Effect.succeed(response)
   })
 }
@@ -393,11 +424,17 @@ const show = (res: NodeServerResponse): void => {
 }
 
 /** The request's fiber is done: the platform has let go of the response; the hub takes it. */
-const handOff = (pending: Pending, runtime: Runtime.Runtime<never> | undefined): void => {
-  const res = pending.res
+const handOff = (
+  engine: Engine,
+  userId: string,
+  resolved: ResolvedConnection,
+  lastEventId: string | undefined,
+  onConnect: ((handle: ConnectionHandle) => Effect.Effect<void>) | undefined,
+  res: NodeServerResponse,
+  runtime: Runtime.Runtime<never> | undefined
+): void => {
   show(res)
   if (res.destroyed || res.writableEnded) return // the client left meanwhile
-  const engine = pending.engine
   const max = engine.options.maxConnections
   if (!engine.accepting || (max > 0 && engine.hub.conns.size >= max)) {
     try {
@@ -409,15 +446,43 @@ const handOff = (pending: Pending, runtime: Runtime.Runtime<never> | undefined):
   }
   let handle: ConnectionHandle
   try {
-    handle = engine.attach(pending.userId, res, pending.resolved, pending.lastEventId)
+    handle = engine.attach(userId, res, resolved, lastEventId)
   } catch (error) {
     engine.report(error instanceof Error ? error : new Error(String(error)))
     return
   }
   watchServer(engine, res)
-  if (runtime !== undefined && pending.onConnect !== undefined && !res.writableEnded) {
-    Runtime.runFork(runtime)(pending.onConnect(handle))
+  // After the platform's request handler has returned (it adds its listener then).
+  process.nextTick(dropPlatformListener, res)
+  if (runtime !== undefined && onConnect !== undefined && !res.writableEnded) Runtime.runFork(runtime)(onConnect(handle))
+}
+
+/**
+ * `@effect/platform-node` interrupts a request's fiber when its response closes before
+ * it ended, with a `'close'` listener that holds the fiber. Once the hub has the response
+ * the fiber is done and that listener can do nothing, but it keeps the finished fiber
+ * (its fiber refs, context and response: ~2 KB) alive as long as the connection: it is
+ * removed. Only that listener is (recognised by what it does); any other stays.
+ */
+const dropPlatformListener = (res: NodeServerResponse): void => {
+  const emitter = res as unknown as {
+    listeners?: (event: string) => Array<(...args: Array<unknown>) => void>
+    removeListener?: (event: string, listener: (...args: Array<unknown>) => void) => unknown
   }
+  if (typeof emitter.listeners !== "function" || typeof emitter.removeListener !== "function") return
+  for (const listener of emitter.listeners("close")) {
+    if (listener.length === 0 && isPlatformAbortListener(listener)) emitter.removeListener("close", listener)
+  }
+}
+
+const isPlatformAbortListener = (listener: (...args: Array<unknown>) => void): boolean => {
+  let source: string
+  try {
+    source = Function.prototype.toString.call(listener)
+  } catch {
+    return false
+  }
+  return source.length < 400 && source.includes("writableEnded") && source.includes("unsafeInterruptAsFork")
 }
 
 // ---------------------------------------------------------------------------
