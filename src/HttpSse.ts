@@ -2,29 +2,29 @@
  * SSE endpoints on `@effect/platform` (`HttpRouter`, `HttpServer`, `NodeHttpServer`):
  * the same connection as `registerConnection` on a Node response — SSE headers,
  * `retry:`, heartbeats, `Last-Event-ID` replay, backpressure with the connection's
- * `dropPolicy`, 503 + `Retry-After` while not accepting, 400 on invalid input — as an
- * `HttpServerResponse` whose body streams the connection.
+ * `dropPolicy`, 503 + `Retry-After` while not accepting, 400 on invalid input.
  *
- * The connection lives as long as the response body: it is registered when the
- * server starts sending the body, removed when the client goes away (the server
- * interrupts the body), and the body ends when the connection is closed
- * (`sse.close(userId)`, shutdown, backpressure `'disconnect'`).
+ * On `@effect/platform-node`'s server the response the handler returns is sent by the
+ * platform's rules (status, headers and cookies after every middleware), then the
+ * connection is handed to the hub on the Node response itself once the request's fiber
+ * is done: it costs what a Node-path connection costs (no fiber, no stream per
+ * connection; the hub writes to the socket). On other servers (no Node response
+ * underneath) the response's body is a `Stream` of the connection: registered when the
+ * server starts sending the body, removed when the server interrupts it.
  *
  * ```ts
- * import { HttpRouter, HttpServer } from "@effect/platform"
+ * import { HttpRouter } from "@effect/platform"
  * import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
  * import { Layer } from "effect"
  * import { createServer } from "node:http"
- * import { SseKifyLive, Transport } from "ssekify"
+ * import { SseKify, Transport } from "ssekify"
  * import * as HttpSse from "ssekify/platform"
  *
  * const app = HttpRouter.empty.pipe(
  *   HttpRouter.get("/sse", HttpSse.handler({ rooms: ["global"] })) // ?userId=alice
  * )
- * // SseKify beside NodeHttpServer (both provided to the app): its shutdown ends the
- * // open streams before the HTTP server closes.
- * HttpServer.serve(app).pipe(
- *   Layer.provide(SseKifyLive),
+ * HttpSse.serve(app).pipe(
+ *   Layer.provide(SseKify.layer()),
  *   Layer.provide(Transport.layerNone),
  *   Layer.provide(NodeHttpServer.layer(createServer, { port: 3000 })),
  *   Layer.launch,
@@ -32,12 +32,12 @@
  * )
  * ```
  *
- * Shutdown order matters with `@effect/platform-node` (Effect-TS/effect#3922): the
- * HTTP server's release waits for every open response, and an SSE body only ends
- * when the `SseKify` layer shuts down. Build the `SseKify` layer after (or beside)
- * `NodeHttpServer.layer` — `Layer.provide(SseKifyLive)` before
- * `Layer.provide(NodeHttpServer.layer(...))` as above — so that it is released
- * first.
+ * Shutdown: `@effect/platform-node`'s server waits for every open response when its
+ * scope closes (Effect-TS/effect#3922). The SSE responses end then, whichever of the
+ * `SseKify` and server layers is released first: {@link serve} shuts the instance down
+ * (announce, grace, close) before the server closes; with `HttpServer.serve`, the
+ * server's `close()` starts the instance's shutdown for the connections handed to the
+ * hub. The grace period ends as soon as every client is gone.
  *
  * @since 0.2.0
  */
@@ -53,16 +53,8 @@ import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
 import { InvalidInput, type LimitExceeded, ShuttingDown } from "./Errors.js"
 import type { Engine } from "./internal/engine.js"
 import type { ResolvedConnection } from "./internal/options.js"
-import {
-  connectionStream,
-  DEFAULT_HIGH_WATER_MARK,
-  nodeResponseOf,
-  offer,
-  Pending,
-  portableBody,
-  preResponse,
-  underlyingResponse
-} from "./internal/platform.js"
+import { connectionStream, DEFAULT_HIGH_WATER_MARK, underlyingResponse } from "./internal/platform.js"
+import { nodeResponseOf, offer, Pending, portableBody, preResponse } from "./internal/platformNode.js"
 import { SseKify, type SseKifyService, unsafeEngine } from "./SseKify.js"
 
 /**
@@ -246,8 +238,12 @@ export const stream = (
  * `LimitExceeded` over `maxConnections` / `maxConnectionsPerUser` (instance scope);
  * map them with {@link errorResponse} (or use {@link handler}, which does).
  *
- * The connection is registered when the server starts sending the body (it is the
- * body's lifetime); `onConnect` gets its handle then.
+ * On `NodeHttpServer` the connection is registered once the request's fiber is done
+ * (the platform has sent nothing but may have added headers: they are sent), on the
+ * Node response; elsewhere when the server starts sending the body (it is the body's
+ * lifetime). `onConnect` gets its handle then. A response replaced or rewrapped after
+ * `respond` (another body) registers nothing; a `HEAD` request gets the headers only.
+ * `highWaterMark` applies to the `Stream` body only (the Node response has its own).
  *
  * @since 0.2.0
  * @category constructors
