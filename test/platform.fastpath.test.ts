@@ -7,8 +7,8 @@
  * registers nothing; the portable path (a `Stream` body) still serves other servers
  * (`HttpApp.toWebHandlerLayer`).
  */
-import { HttpApp, HttpMiddleware, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import { HttpApp, HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Logger } from "effect"
 import * as http from "node:http"
@@ -64,6 +64,26 @@ describe("HttpSse fast path on NodeHttpServer", () => {
       expect(yield* sse.sendToUser("alice", "still open")).toBe(1)
       yield* Effect.promise(() => client.waitFor((c) => c.messages().length === 1, 5_000, "a message"))
       expect(client.messages()[0]!.data).toBe("\"still open\"")
+    }))
+
+  it.scopedLive("once handed off, the platform's abort listener (which holds the finished fiber) is gone", () =>
+    Effect.gen(function*() {
+      let res: http.ServerResponse | undefined
+      const route = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        res = NodeHttpServerRequest.toServerResponse(request)
+        return HttpSse.respond("alice")
+      }).pipe(Effect.orDie)
+      const app = HttpRouter.empty.pipe(HttpRouter.get("/sse", route))
+      const { sse, url } = yield* serveLayer(HttpServer.serve(app))
+      const client = yield* open(`${url}/sse`)
+      yield* opened(client)
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      const sources = res!.listeners("close").map((listener) => String(listener))
+      expect(sources.length).toBeGreaterThan(0) // the hub's
+      expect(sources.filter((source) => source.includes("unsafeInterruptAsFork"))).toEqual([])
+      // the client leaving is still seen (by the hub)
+      client.close()
+      yield* waitUntil(() => Effect.runSync(sse.stats).connections === 0, "connection removed")
     }))
 
   for (const helper of [false, true]) {
