@@ -53,7 +53,7 @@ import {
 import { resolve } from "./internal/options.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
 import * as Sequencer from "./Sequencer.js"
-import { Transport } from "./Transport.js"
+import { createMemoryBus, layerMemory, type MemoryBus, Transport } from "./Transport.js"
 
 /**
  * Options of `sendTo*` and `publish*`.
@@ -542,6 +542,9 @@ export const make = (
     const stopSweep = every(sweepMs, sweepNow)
     yield* Effect.addFinalizer(() => Effect.sync(stopSweep))
 
+    // The layer's shutdown: also run when the HTTP server serving the platform endpoint
+    // starts closing (see `ssekify/platform`), whichever is released first.
+    e.layerShutdown = options?.shutdown
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => (e.closedForGood ? Effect.void : e.shutdown(options?.shutdown))).pipe(
         Effect.ensuring(Effect.sync(() => e.hub.stopTickers()))
@@ -744,3 +747,25 @@ export const envConfig: Config.Config<LayerOptions> = Config.all({
  * @category layers
  */
 export const SseKifyLive: Layer.Layer<SseKify, InvalidInput | ConfigError.ConfigError, Transport> = layerConfig(envConfig)
+
+/**
+ * The service for tests: no shutdown grace (`shutdown.graceMs` 0 unless given), on an
+ * in-memory bus (`bus`, else a new one per build: pass one bus to several `layerTest`
+ * layers and they talk as instances on Redis would). Needs nothing; its release
+ * finishes at once, under `TestClock` too (`it.scoped`, `it.effect`).
+ *
+ * ```ts
+ * it.scoped("notifies alice", () =>
+ *   Effect.gen(function*() {
+ *     const sse = yield* SseKify.SseKify
+ *     expect(yield* sse.sendToUser("alice", { hi: 1 })).toBe(0)
+ *   }).pipe(Effect.provide(SseKify.layerTest())))
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerTest = (options?: LayerOptions, bus?: MemoryBus): Layer.Layer<SseKify, InvalidInput> =>
+  layer({ ...options, shutdown: { graceMs: 0, ...options?.shutdown } }).pipe(
+    Layer.provide(Layer.suspend(() => layerMemory(bus ?? createMemoryBus())))
+  )
