@@ -32,8 +32,10 @@
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type { TransportError } from "./Errors.js"
+import { MemoryPresence } from "./internal/presenceMemory.js"
 
 /**
  * The `presence` option: `true` for the defaults, or the timing.
@@ -185,3 +187,33 @@ export interface PresenceStore {
  * @category tags
  */
 export class Store extends Context.Tag("ssekify/Presence/Store")<Store, PresenceStore>() {}
+
+/**
+ * A presence store in memory, for instances that share one process (tests, or several
+ * `SseKify` layers in one app): the same rules as the Redis store (the cap, `closeOldest`
+ * evictions seen by the evicted member's instance at its next beat, entries that expire
+ * `ttlMs` after their last beat). Time comes from Effect's `Clock`, so a `TestClock`
+ * drives expiry. Build it once and provide it to every instance that shares it.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeMemoryStore: Effect.Effect<PresenceStore> = Effect.map(Effect.clock, (clock) => {
+  const state = new MemoryPresence(() => clock.unsafeCurrentTimeMillis())
+  return Store.of({
+    admit: (key, member, ttlMs, max, closeOldest) => Effect.sync(() => state.admit(key, member, ttlMs, max, closeOldest)),
+    beat: (entries, ttlMs) => Effect.sync(() => state.beat(entries, ttlMs)),
+    remove: (entries) => Effect.sync(() => state.remove(entries)),
+    count: (key) => Effect.sync(() => state.count(key))
+  })
+})
+
+/**
+ * {@link makeMemoryStore} as a layer: one store per build of the layer (build it once,
+ * e.g. with `Layer.build` or by providing one layer value to several instances through
+ * `Layer.provide`, so they share it).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<Store> = Layer.effect(Store, makeMemoryStore)

@@ -8,8 +8,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Effect, Fiber, Layer, Stream, TestClock } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { ReplayBuffer, Sequencer, SseKify, Transport, TransportError } from "../src/index.js"
-import { connect, type RawClient, startServer } from "./support/sse.js"
+import { Presence, ReplayBuffer, Sequencer, SseKify, Transport, TransportError } from "../src/index.js"
+import { connect, type RawClient, startServer, until } from "./support/sse.js"
 
 /** A real server; each request waits for the test to register it. */
 const serverWith = Effect.acquireRelease(
@@ -96,6 +96,81 @@ describe("stores as layers", () => {
         expect(bus.published).toBeGreaterThanOrEqual(5)
       })
   )
+
+  it.scopedLive(
+    "two instances share Presence.layerMemory: the cluster-wide cap applies across them, counts are cluster-wide, closeOldest reaches the other instance",
+    () =>
+      Effect.gen(function*() {
+        const bus = Transport.createMemoryBus()
+        const shared = yield* Layer.build(Layer.merge(Transport.layerMemory(bus), Presence.layerMemory))
+        const instance = (instanceId: string, policy: "reject" | "closeOldest") =>
+          SseKify.make({
+            ...quiet,
+            instanceId,
+            presence: { heartbeatMs: 50, ttlMs: 2_000 },
+            connectionLimitScope: "cluster",
+            maxConnectionsPerUser: 1,
+            connectionLimitPolicy: policy
+          }).pipe(Effect.provide(SseKify.layerStores({ instanceId })), Effect.provide(shared))
+        const a = yield* instance("a", "reject")
+        const b = yield* instance("b", "reject")
+        const s = yield* serverWith
+
+        const first = yield* open(s)
+        yield* a.registerConnection("alice", first.res)
+        const atA = yield* Effect.promise(() => first.client)
+        expect(atA.status).toBe(200)
+        expect(yield* b.getUserConnectionCount("alice", { scope: "cluster" })).toBe(1)
+        expect(yield* b.getUserConnectionCount("alice")).toBe(0)
+
+        // a second connection on the other instance: over the cluster-wide cap, refused
+        const second = yield* open(s)
+        yield* b.registerConnection("alice", second.res).pipe(Effect.ignore)
+        const refused = yield* Effect.promise(() => second.client)
+        expect(refused.status).toBe(429)
+        expect((yield* b.stats).connections).toBe(0)
+
+        // once alice left instance a, instance b admits her
+        atA.close()
+        yield* Effect.promise(() => atA.ended())
+        yield* Effect.promise(() => until(() => Effect.runSync(a.stats).connections === 0, 5_000, "alice gone from a"))
+        const third = yield* open(s)
+        yield* b.registerConnection("alice", third.res)
+        const atB = yield* Effect.promise(() => third.client)
+        expect(atB.status).toBe(200)
+        expect(yield* a.getUserConnectionCount("alice", { scope: "cluster" })).toBe(1)
+
+        // closeOldest on a third instance: its new connection evicts the one on b at b's next beat
+        const c = yield* instance("c", "closeOldest")
+        const fourth = yield* open(s)
+        yield* c.registerConnection("alice", fourth.res)
+        const atC = yield* Effect.promise(() => fourth.client)
+        expect(atC.status).toBe(200)
+        yield* Effect.promise(() => atB.ended())
+        expect(yield* c.getUserConnectionCount("alice", { scope: "cluster" })).toBe(1)
+      })
+  )
+
+  it.effect("Presence.makeMemoryStore under TestClock: entries live ttlMs after their last beat; an evicted member learns it at its beat", () =>
+    Effect.gen(function*() {
+      const store = yield* Presence.makeMemoryStore
+      expect(yield* store.admit("u", "0001|a|1", 1_000, 2, false)).toEqual({ admitted: true, count: 1, evicted: [] })
+      expect(yield* store.admit("u", "0002|b|1", 1_000, 2, false)).toEqual({ admitted: true, count: 2, evicted: [] })
+      // at the cap: refused, or the oldest marked evicted
+      expect(yield* store.admit("u", "0003|c|1", 1_000, 2, false)).toEqual({ admitted: false, count: 2, evicted: [] })
+      expect(yield* store.admit("u", "0003|c|1", 1_000, 2, true)).toEqual({ admitted: true, count: 2, evicted: ["0001|a|1"] })
+      // the evicted member's instance hears of it at its beat; the others are refreshed
+      expect(yield* store.beat([["u", ["0001|a|1", "0002|b|1"]]], 1_000)).toEqual(["0001|a|1"])
+      yield* TestClock.adjust(999)
+      expect(yield* store.count("u")).toBe(2)
+      yield* store.beat([["u", ["0002|b|1"]]], 1_000)
+      yield* TestClock.adjust(1)
+      // 0003 was last admitted 1000 ms ago: gone; 0002 beat 1 ms ago: live
+      expect(yield* store.count("u")).toBe(1)
+      yield* store.remove([["u", ["0002|b|1"]]])
+      expect(yield* store.count("u")).toBe(0)
+      expect(yield* store.admit("u", "0004|d|1", 1_000, 1, false)).toEqual({ admitted: true, count: 1, evicted: [] })
+    }))
 
   it.scoped("a Sequencer written here is used instead of the memory one, and what it reports is an 'error' event", () =>
     Effect.gen(function*() {
