@@ -9,7 +9,7 @@
  * `write()`) and once per `'drain'` of a blocked queue — never per frame or per
  * connection — and only while an observer is registered (otherwise no clock is read).
  */
-import type { Stats } from "../SseKify.js"
+import type { Stats } from "./domain.js"
 import type { Engine } from "./engine.js"
 import type { Hub } from "./hub.js"
 

@@ -3,9 +3,8 @@
  * option, never a silent default.
  */
 import * as Redacted from "effect/Redacted"
-import type { DropPolicy, RegisterOptions } from "../Connection.js"
 import { InvalidInput } from "../Errors.js"
-import type { AutoFieldsOptions, FrameIdPolicy, Options, SeqOptions } from "../SseKify.js"
+import type { AutoFieldsOptions, DropPolicy, FrameIdPolicy, Options, RegisterOptions, SeqOptions } from "./domain.js"
 import type { RedisKvLike } from "../Transport.js"
 import { Policy } from "./hub.js"
 import type { ConnectionLimitScope } from "../Presence.js"
