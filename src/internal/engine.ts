@@ -8,7 +8,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { randomBytes } from "node:crypto"
 import type { OutgoingHttpHeaders } from "node:http"
-import type { ConnectionHandle, NodeResponse, RegisterOptions } from "../Connection.js"
 import * as Envelope from "../Envelope.js"
 import {
   BackpressureDisconnect,
@@ -27,12 +26,22 @@ import {
 } from "../Errors.js"
 import * as Frame from "../Frame.js"
 import type { Lookup, ReplayBufferService } from "../ReplayBuffer.js"
-import type { SendOptions, ShutdownOptions, SseKifyEvent, SseKifyEventMap, Stats } from "../SseKify.js"
+import type {
+  ConnectionHandle,
+  NodeResponse,
+  RegisterOptions,
+  SendOptions,
+  ShutdownOptions,
+  SseKifyEvent,
+  SseKifyEventMap,
+  Stats
+} from "./domain.js"
 import type { TransportService } from "../Transport.js"
 import { instanceBits, Snowflake, TimestampIds } from "./frameId.js"
 import { Conn, type ConnConfig, Hub, kConn, type SinkResponse } from "./hub.js"
 import { lastEventIdFrom, trimId } from "./lastEventId.js"
 import { DEFAULTS, describe, type Resolved, type ResolvedConnection, resolveConnection } from "./options.js"
+import type { Admission } from "./presence.js"
 import { ReplayGuard } from "./replayGuard.js"
 import type { SequencerImpl } from "./sequencer.js"
 
@@ -161,8 +170,7 @@ export class Engine {
    * `internal/presence.ts`): a registration that passed the local checks is opened by
    * the hook once the cluster admits it (`open` sets the SSE headers and attaches).
    */
-  admission: ((userId: string, res: NodeResponse, connId: string, open: () => ConnectionHandle) => ConnectionHandle) | undefined =
-    undefined
+  private admission: Admission | undefined = undefined
   private readonly transport: TransportService
   private readonly replay: ReplayBufferService
   private readonly sequencer: SequencerImpl
@@ -375,6 +383,20 @@ export class Engine {
       if (this.connConfigs.size < 256) this.connConfigs.set(key, config)
     }
     return config
+  }
+
+  /** Installs (or, with `undefined`, removes) the cluster-wide admission hook (presence). */
+  setAdmission(admission: Admission | undefined): void {
+    this.admission = admission
+  }
+
+  /** Closes connection `connId`, reporting `reason` first when given; false: no such connection. */
+  closeConnection(connId: string, reason?: Error): boolean {
+    const conn = this.hub.conns.get(connId)
+    if (conn === undefined) return false
+    if (reason !== undefined) this.report(reason)
+    this.hub.remove(conn, true)
+    return true
   }
 
   /** A new connection id. */

@@ -14,11 +14,38 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type { ConnectionHandle, NodeResponse } from "../Connection.js"
+import type { ConnectionHandle, NodeResponse, SseKifyEvent } from "./domain.js"
 import { InvalidInput, LimitExceeded, type TransportError } from "../Errors.js"
 import * as Presence from "../Presence.js"
 import type { TransportService } from "../Transport.js"
-import type { Engine } from "./engine.js"
+
+/**
+ * A registration under the cluster-wide cap: the registration path calls it once its
+ * local checks passed; `open` sets the SSE headers and attaches.
+ */
+export type Admission = (userId: string, res: NodeResponse, connId: string, open: () => ConnectionHandle) => ConnectionHandle
+
+/** What presence needs of the instance (the engine implements it): no engine field is touched. */
+export interface PresenceHost {
+  readonly instanceId: string
+  readonly accepting: boolean
+  readonly options: {
+    readonly channel: string
+    readonly presence: ResolvedPresence | undefined
+    readonly connectionLimitScope: Presence.ConnectionLimitScope
+    readonly maxConnectionsPerUser: number
+    readonly connectionLimitPolicy: "reject" | "closeOldest"
+  }
+  subscribe(listener: (event: SseKifyEvent) => void): () => void
+  report(error: Error): void
+  /**
+   * Closes this instance's connection `connId` (this tick's frames are written first),
+   * reporting `reason` first when given; false: no such connection.
+   */
+  closeConnection(connId: string, reason?: Error): boolean
+  /** Installs (or, with `undefined`, removes) the cluster-wide admission hook. */
+  setAdmission(admission: Admission | undefined): void
+}
 
 export const PRESENCE_DEFAULTS = { heartbeatMs: 10_000, ttlMs: 30_000 } as const
 
@@ -89,7 +116,7 @@ const push = (batch: Batch, key: string, member: string) => {
 const isOpen = (res: NodeResponse): boolean => res.destroyed !== true && res.writableEnded !== true
 
 export interface TrackerDeps {
-  readonly engine: Engine
+  readonly engine: PresenceHost
   readonly store: Presence.PresenceStore
   readonly options: ResolvedPresence
   readonly channel: string
@@ -127,7 +154,7 @@ export class PresenceTracker {
     })
     this.stopTicker = deps.every(deps.options.heartbeatMs, () => this.beat())
     if (deps.connectionLimitScope === "cluster" && deps.maxConnectionsPerUser > 0) {
-      deps.engine.admission = (userId, res, connId, open) => this.admit(userId, res, connId, open)
+      deps.engine.setAdmission((userId, res, connId, open) => this.admit(userId, res, connId, open))
     }
   }
 
@@ -210,10 +237,7 @@ export class PresenceTracker {
     for (const member of members) {
       const entry = this.byMember.get(member)
       if (entry === undefined) continue
-      const conn = this.deps.engine.hub.conns.get(entry.connId)
-      if (conn === undefined) continue
-      if (report) this.deps.engine.report(this.limitError(entry.userId))
-      this.deps.engine.hub.remove(conn, true)
+      this.deps.engine.closeConnection(entry.connId, report ? this.limitError(entry.userId) : undefined)
     }
   }
 
@@ -325,7 +349,7 @@ export class PresenceTracker {
       this.flush()
       this.closed = true
       this.stopTicker()
-      if (this.deps.engine.admission !== undefined) this.deps.engine.admission = undefined
+      this.deps.engine.setAdmission(undefined)
       if (this.inFlight.size > 0) {
         let timer: ReturnType<typeof setTimeout> | undefined
         await Promise.race([
@@ -361,7 +385,7 @@ const squashFail = (cause: import("effect/Cause").Cause<TransportError>): Transp
  * connections were closed: the caller acquires it before the shutdown finalizer).
  */
 export const make = (
-  engine: Engine,
+  engine: PresenceHost,
   transport: TransportService,
   every: (ms: number, tick: () => void) => () => void,
   now: () => number,
