@@ -476,7 +476,7 @@ export class Engine {
       ok = true
     }
     hub.add(conn)
-    if (!ok) hub.block(conn)
+    if (!ok) hub.writer.block(conn)
     for (const room of resolved.rooms) hub.join(conn, room)
     if (lastEventId !== undefined) this.replayTo(conn, lastEventId)
     if (!conn.closed) this.emit("connect", { userId, connId })
@@ -510,13 +510,13 @@ export class Engine {
     const gap = (reason: string) => Frame.message(JSON.stringify({ lastEventId, reason }), { event: gapEvent! })
     const write = (frames: ReadonlyArray<Uint8Array>, lastOrder: number | undefined) => {
       if (conn.held === undefined) {
-        this.hub.pushAll(conn, frames)
+        this.hub.writer.pushAll(conn, frames)
       } else {
         // A shared store (Redis) may already hold frames this instance has not received
         // yet (the publisher recorded them first): they arrive live after the lookup,
         // or arrived while it ran (held). Live frames at or below the newest order key
         // of the lookup are not written again.
-        this.hub.release(conn, frames, lastOrder)
+        this.hub.writer.release(conn, frames, lastOrder)
       }
     }
     const apply = (lookup: Lookup) => {
@@ -535,14 +535,14 @@ export class Engine {
       apply(sync(conn.userId, lastEventId))
       return
     }
-    this.hub.hold(conn)
+    this.hub.writer.hold(conn)
     this.fork(
       this.replay.lookup(conn.userId, lastEventId).pipe(
         Effect.matchEffect({
           onFailure: (error) =>
             Effect.sync(() => {
               this.report(error)
-              this.hub.release(conn, [])
+              this.hub.writer.release(conn, [])
             }),
           onSuccess: (lookup) => Effect.sync(() => apply(lookup))
         })
@@ -867,9 +867,9 @@ export class Engine {
     if (Array.isArray(entry)) {
       for (let i = 0; i < entry.length; i++) {
         const conn = entry[i]!
-        if (order <= conn.replayedTo ? hub.holdOrSkip(conn, frame, order) : hub.push(conn, frame)) count++
+        if (order <= conn.replayedTo ? hub.writer.holdOrSkip(conn, frame, order) : hub.writer.push(conn, frame)) count++
       }
-    } else if (order <= entry.replayedTo ? hub.holdOrSkip(entry, frame, order) : hub.push(entry, frame)) count++
+    } else if (order <= entry.replayedTo ? hub.writer.holdOrSkip(entry, frame, order) : hub.writer.push(entry, frame)) count++
     if (id !== undefined && this.replay.enabled) this.replay.record(userId, id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "user", userId, count })
     return count
@@ -879,7 +879,7 @@ export class Engine {
     const hub = this.hub
     let count = 0
     for (const conn of hub.conns.values()) {
-      if (order <= conn.replayedTo ? hub.holdOrSkip(conn, frame, order) : hub.push(conn, frame)) count++
+      if (order <= conn.replayedTo ? hub.writer.holdOrSkip(conn, frame, order) : hub.writer.push(conn, frame)) count++
     }
     if (id !== undefined && this.replay.enabled) this.replay.recordAll(hub.users.keys(), id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "all", count })
@@ -892,7 +892,7 @@ export class Engine {
     const hub = this.hub
     let count = 0
     for (const conn of members) {
-      if (order <= conn.replayedTo ? hub.holdOrSkip(conn, frame, order) : hub.push(conn, frame)) count++
+      if (order <= conn.replayedTo ? hub.writer.holdOrSkip(conn, frame, order) : hub.writer.push(conn, frame)) count++
     }
     if (id !== undefined && this.replay.enabled) this.replay.recordAll(userIdsOf(members), id, frame, order)
     if (this.wants("message-sent")) this.emit("message-sent", { scope: "room", room, count })
