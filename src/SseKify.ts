@@ -32,6 +32,7 @@ import type {
   ConnectionHandle,
   NodeResponse,
   Options,
+  QueueSnapshot,
   RegisterOptions,
   SendOptions,
   ShutdownOptions,
@@ -48,13 +49,9 @@ import {
   type TransportError
 } from "./Errors.js"
 import { Engine, refuse } from "./internal/engine.js"
+import { EngineKey, makeService } from "./internal/service.js"
 import * as Presence from "./internal/presence.js"
-import type {
-  ClusterQuery,
-  InstanceQuery,
-  PresenceError,
-  Scope as PresenceScope
-} from "./Presence.js"
+import type { ClusterQuery, InstanceQuery, PresenceError } from "./Presence.js"
 import { resolve } from "./internal/options.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
 import * as Sequencer from "./Sequencer.js"
@@ -65,6 +62,7 @@ export type {
   AutoFieldsOptions,
   FrameIdPolicy,
   Options,
+  QueueSnapshot,
   SendOptions,
   SeqOptions,
   ShutdownOptions,
@@ -153,6 +151,55 @@ export interface SseKifyService {
   readonly eventsOf: <K extends keyof SseKifyEventMap>(
     types: ReadonlyArray<K>
   ) => Stream.Stream<Extract<SseKifyEvent, { readonly type: K }>>
+  /**
+   * Turns a Node response into an SSE connection for the lifetime of the current
+   * `Scope` (the primary form in the Effect API): closing the scope removes the
+   * connection everywhere and ends the response; the client leaving first removes it at
+   * once, and the scope's finalizer then has nothing to do. Refusals as
+   * `registerConnection`.
+   */
+  readonly connect: (
+    userId: string,
+    res: NodeResponse,
+    options?: RegisterOptions
+  ) => Effect.Effect<ConnectionHandle, InvalidInput | ShuttingDown | LimitExceeded, Scope.Scope>
+  /**
+   * `registerConnection` without an effect, for skins whose API is synchronous (the
+   * `SSEKify` facade): a refusal is answered on the response (400 / 429 / 503) and
+   * returned, and nothing is reported (the caller decides, see `unsafeReport`).
+   */
+  readonly unsafeRegisterConnection: (
+    userId: string,
+    res: NodeResponse,
+    options?: RegisterOptions
+  ) => Either.Either<ConnectionHandle, InvalidInput | ShuttingDown | LimitExceeded>
+  /**
+   * `sendToUser` without an effect (as `Queue.unsafeOffer`): the number of connections
+   * reached, or the error; nothing is reported (see `unsafeReport`).
+   */
+  readonly unsafeSendToUser: (userId: string, data: unknown, opts?: SendOptions) => number | SendError
+  /** `sendToAll` without an effect; nothing is reported. */
+  readonly unsafeSendToAll: (data: unknown, opts?: SendOptions) => number | SendError
+  /** `sendToRoom` without an effect; nothing is reported. */
+  readonly unsafeSendToRoom: (room: string, data: unknown, opts?: SendOptions) => number | SendError
+  /** Reports an error as an `'error'` event (counted in `stats().errorCount`). */
+  readonly unsafeReport: (error: SseKifyError | Error) => void
+  /**
+   * Calls `listener` synchronously with every event `wants` takes (all when omitted)
+   * until the returned function is called. Events `wants` refuses are not built.
+   */
+  readonly unsafeSubscribe: (
+    listener: (event: SseKifyEvent) => void,
+    wants?: (type: keyof SseKifyEventMap) => boolean
+  ) => () => void
+  /** The connections' write queues now (for metrics). */
+  readonly unsafeQueueSnapshot: () => QueueSnapshot
+  /**
+   * Calls `observer` with each delivery-latency sample, in seconds (see
+   * `Metrics.deliveryLatency`), until the returned function is called. No clock is
+   * read while nobody observes.
+   */
+  readonly unsafeObserveLatency: (observer: (seconds: number) => void) => () => void
 }
 
 /**
@@ -176,24 +223,9 @@ export interface LayerOptions extends Options {
 }
 
 /** @internal */
-export const EngineKey: unique symbol = Symbol.for("ssekify/Engine")
-
-/** @internal */
 export interface Internal {
   /** Background timers do not keep the process alive (the facade). */
   readonly unrefTimers?: boolean
-}
-
-const fromEither = <A, E>(engine: Engine, either: Either.Either<A, E & (SseKifyError | Error)>): Effect.Effect<A, E> => {
-  if (Either.isRight(either)) return Effect.succeed(either.right)
-  engine.report(either.left)
-  return Effect.fail(either.left)
-}
-
-const sendResult = (engine: Engine, result: number | SendError): Effect.Effect<number, SendError> => {
-  if (typeof result === "number") return Effect.succeed(result)
-  engine.report(result)
-  return Effect.fail(result)
 }
 
 /**
@@ -327,62 +359,9 @@ export const make = (
       )
     )
 
-    const service: SseKifyService & { readonly [EngineKey]: Engine } = {
-      [EngineKey]: e,
-      instanceId: e.instanceId,
-      registerConnection: (userId, res, opts) => Effect.suspend(() => fromEither(e, e.register(userId, res, opts))),
-      sendToUser: (userId, data, opts) => Effect.suspend(() => sendResult(e, e.sendToUser(userId, data, opts))),
-      sendToAll: (data, opts) => Effect.suspend(() => sendResult(e, e.sendToAll(data, opts))),
-      sendToRoom: (room, data, opts) => Effect.suspend(() => sendResult(e, e.sendToRoom(room, data, opts))),
-      // Only an omitted user id means everyone: '' / null are refused by the engine.
-      publish: (data, userId, opts) =>
-        userId === undefined ? e.publish("all", undefined, data, opts) : e.publish("user", userId, data, opts),
-      publishToRoom: (room, data, opts) => e.publish("room", room, data, opts),
-      close: (userId) =>
-        Effect.suspend(() => {
-          const bad = e.close(userId)
-          if (bad === undefined) return Effect.void
-          e.report(bad)
-          return Effect.fail(bad)
-        }),
-      stats: Effect.sync(() => e.stats()),
-      getUserConnectionCount: ((userId: string, query?: { readonly scope?: PresenceScope | undefined }) =>
-        query?.scope === "cluster"
-          ? Presence.clusterCount(presence, "getUserConnectionCount", userId)
-          : Effect.sync(() => e.userConnectionCount(userId))) as SseKifyService["getUserConnectionCount"],
-      getUserConnectionIds: (userId) => Effect.sync(() => e.userConnectionIds(userId)),
-      getAllUsersConnectionStats: Effect.sync(() => e.allUsersConnectionStats()),
-      isUserOnline: ((userId: string, query?: { readonly scope?: PresenceScope | undefined }) =>
-        query?.scope === "cluster"
-          ? Effect.map(Presence.clusterCount(presence, "isUserOnline", userId), (n) => n > 0)
-          : Effect.sync(() => e.userConnectionCount(userId) > 0)) as SseKifyService["isUserOnline"],
-      clearRecent: (userId) =>
-        Effect.suspend((): Effect.Effect<void, TransportError | InvalidInput> => {
-          const bad = userId === undefined ? undefined : e.checkUserId(userId)
-          if (bad === undefined) return replay.clear(userId)
-          e.report(bad)
-          return Effect.fail(bad)
-        }),
-      stopAccepting: Effect.sync(() => e.stopAccepting()),
-      shutdown: (opts) => e.shutdown(opts),
-      ready,
-      events: eventsOf(e, undefined),
-      eventsOf: (types) => eventsOf(e, new Set(types))
-    }
-    return service
+    return makeService(e, presence, replay, ready)
   })
 
-const eventsOf = <E extends SseKifyEvent>(engine: Engine, types: ReadonlySet<string> | undefined): Stream.Stream<E> =>
-  Stream.asyncPush<E>(
-    (emit) =>
-      Effect.acquireRelease(
-        Effect.sync(() =>
-          engine.subscribe((event) => void emit.single(event as E), types === undefined ? undefined : (type) => types.has(type))
-        ),
-        (unsubscribe) => Effect.sync(unsubscribe)
-      ),
-    { bufferSize: "unbounded" }
-  )
 
 /**
  * The engine behind a service made by {@link make} (for the `SSEKify` facade).

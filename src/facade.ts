@@ -20,15 +20,16 @@ import * as Runtime from "effect/Runtime"
 import { EventEmitter } from "node:events"
 import type { ServerResponse } from "node:http"
 import type { Http2ServerResponse } from "node:http2"
-import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
+import type { ConnectionHandle, NodeResponse, RegisterOptions } from "./Connection.js"
 import { InvalidInput, RequestIdRequired, type SendError, ShuttingDown, TransportError } from "./Errors.js"
-import { Engine, isResponse, warn } from "./internal/engine.js"
+import { warn } from "./internal/events.js"
+import { SERVICE_KEY } from "./internal/metrics.js"
 import { describe, resolve as resolveOptions } from "./internal/options.js"
+import { isResponse } from "./internal/registration.js"
 import type { ClusterQuery, InstanceQuery } from "./Presence.js"
 import { createIORedisAdapter } from "./redisAdapter.js"
 import * as RedisTransport from "./RedisTransport.js"
 import {
-  EngineKey,
   make as makeService,
   type Options,
   type SendOptions,
@@ -36,8 +37,7 @@ import {
   SseKify,
   type SseKifyEventMap,
   type SseKifyService,
-  type Stats,
-  unsafeEngine
+  type Stats
 } from "./SseKify.js"
 import * as Transport from "./Transport.js"
 
@@ -114,8 +114,9 @@ export class SSEKify extends EventEmitter {
   readonly channel: string
   readonly #runtime: ManagedRuntime.ManagedRuntime<SseKify, InvalidInput>
   readonly #service: SseKifyService
-  readonly #engine: Engine
   #shutdown: Promise<void> | undefined
+  /** Set once `shutdown()` has closed the instance for good (the runtime is released). */
+  #closed = false
   /** Forwarding an engine event (its errors are counted by the engine). */
   #forwarding = false
   /** `'error'` events emitted by the application (e.g. a forwarded adapter error). */
@@ -137,7 +138,7 @@ export class SSEKify extends EventEmitter {
     }
     this.on("error", this.#ownErrorListener)
     // Option errors are thrown here, synchronously and before anything is opened.
-    resolveOptions(options)
+    const resolved = resolveOptions(options)
     requireRedisTransport(options)
     const layer = Layer.scoped(SseKify, makeService(options, { unrefTimers: true })).pipe(
       Layer.provide(transportLayer(options?.redis))
@@ -148,14 +149,13 @@ export class SSEKify extends EventEmitter {
     } catch (e) {
       throw unwrapDefect(e)
     }
-    this.#engine = unsafeEngine(this.#service)
-    // For `ssekify/prometheus` (any bundle): the same key as the service's.
-    Object.defineProperty(this, EngineKey, { value: this.#engine })
-    this.instanceId = this.#engine.instanceId
-    this.channel = this.#engine.options.channel
+    // For `ssekify/prometheus` and `Metrics` (any bundle: a `Symbol.for` key).
+    Object.defineProperty(this, SERVICE_KEY, { value: this.#service })
+    this.instanceId = this.#service.instanceId
+    this.channel = resolved.channel
     // Only events someone listens to are built and forwarded (no payload per send
     // for an unobserved 'message-sent').
-    this.#engine.subscribe((event) => {
+    this.#service.unsafeSubscribe((event) => {
       if (event.type === "error") return this.#forwardError(event.payload)
       this.#forwarding = true
       try {
@@ -203,32 +203,32 @@ export class SSEKify extends EventEmitter {
    * made first is left as it is.
    */
   registerConnection(userId: string, res: ServerResponse | Http2ServerResponse, options?: RegisterOptions): ConnectionHandle {
-    const result = this.#engine.register(userId, res as unknown as Parameters<Engine["register"]>[1], options)
+    const result = this.#service.unsafeRegisterConnection(userId, res as unknown as NodeResponse, options)
     if (result._tag === "Right") return result.right
     const error = result.left
     if (!isResponse(res)) throw error
-    if (!(error instanceof ShuttingDown)) this.#engine.report(error)
-    return Engine.inert
+    if (!(error instanceof ShuttingDown)) this.#service.unsafeReport(error)
+    return inert
   }
 
   /** Sends to `userId`'s connections on this instance; returns how many got it. */
   sendToUser(userId: string, data: unknown, opts?: SendOptions): number {
-    return this.#sync(this.#engine.sendToUser(userId, data, opts))
+    return this.#sync(this.#service.unsafeSendToUser(userId, data, opts))
   }
 
   /** Sends to every connection on this instance (use `publish` to reach all instances). */
   sendToAll(data: unknown, opts?: SendOptions): number {
-    return this.#sync(this.#engine.sendToAll(data, opts))
+    return this.#sync(this.#service.unsafeSendToAll(data, opts))
   }
 
   /** Sends to the connections of `room` on this instance. */
   sendToRoom(room: string, data: unknown, opts?: SendOptions): number {
-    return this.#sync(this.#engine.sendToRoom(room, data, opts))
+    return this.#sync(this.#service.unsafeSendToRoom(room, data, opts))
   }
 
   #sync(result: number | SendError): number {
     if (typeof result === "number") return result
-    this.#engine.report(result)
+    this.#service.unsafeReport(result)
     if (result instanceof RequestIdRequired) throw result
     return 0
   }
@@ -251,9 +251,9 @@ export class SSEKify extends EventEmitter {
   }
 
   #async(effect: Effect.Effect<void, unknown>): Promise<void> {
-    if (this.#engine.closedForGood) {
+    if (this.#closed) {
       const error = new ShuttingDown({ operation: "publish" })
-      this.#engine.report(error)
+      this.#service.unsafeReport(error)
       return Promise.reject(error)
     }
     return this.#runtime.runPromise(
@@ -282,13 +282,13 @@ export class SSEKify extends EventEmitter {
    * `''`, `null` or a non-string close nothing and are an `'error'` (`INVALID_INPUT`).
    */
   close(userId?: string): void {
-    const bad = this.#engine.close(userId)
-    if (bad !== undefined) this.#engine.report(bad)
+    // the service reports an invalid id (and fails: nothing more to do here)
+    Effect.runSync(Effect.ignore(this.#service.close(userId)))
   }
 
   /** Basic metrics (see {@link Stats}). */
   stats(): Stats {
-    const stats = this.#engine.stats()
+    const stats = Effect.runSync(this.#service.stats)
     return this.#externalErrors === 0 ? stats : { ...stats, errorCount: stats.errorCount + this.#externalErrors }
   }
 
@@ -298,9 +298,12 @@ export class SSEKify extends EventEmitter {
    * after `shutdown()`, a `SHUTTING_DOWN` error.
    */
   clearRecent(userId?: string): void {
-    const bad = userId === undefined ? undefined : this.#engine.checkUserId(userId)
-    if (bad !== undefined) return this.#engine.report(bad)
-    if (this.#engine.closedForGood) return this.#engine.report(new ShuttingDown({ operation: "clearRecent" }))
+    if (this.#closed) {
+      const bad = userId === undefined ? undefined : badUserId(userId)
+      return this.#service.unsafeReport(bad ?? new ShuttingDown({ operation: "clearRecent" }))
+    }
+    // an invalid id is reported by the service at once (the fiber runs synchronously
+    // up to the store's first asynchronous step)
     this.#runtime.runFork(this.#service.clearRecent(userId), { immediate: true })
   }
 
@@ -313,7 +316,7 @@ export class SSEKify extends EventEmitter {
   getUserConnectionCount(userId: string, query: ClusterQuery): Promise<number>
   getUserConnectionCount(userId: string, query?: InstanceQuery | ClusterQuery): number | Promise<number> {
     if (query?.scope === "cluster") return this.#cluster(this.#service.getUserConnectionCount(userId, { scope: "cluster" }))
-    return this.#engine.userConnectionCount(userId)
+    return Effect.runSync(this.#service.getUserConnectionCount(userId))
   }
 
   #cluster<A>(effect: Effect.Effect<A, unknown>): Promise<A> {
@@ -324,12 +327,12 @@ export class SSEKify extends EventEmitter {
 
   /** Ids of `userId`'s active connections. */
   getUserConnectionIds(userId: string): Array<string> {
-    return this.#engine.userConnectionIds(userId)
+    return Array.from(Effect.runSync(this.#service.getUserConnectionIds(userId)))
   }
 
   /** `{ userId: connections }` for every connected user. */
   getAllUsersConnectionStats(): Record<string, number> {
-    return this.#engine.allUsersConnectionStats()
+    return Effect.runSync(this.#service.getAllUsersConnectionStats)
   }
 
   /**
@@ -340,12 +343,12 @@ export class SSEKify extends EventEmitter {
   isUserOnline(userId: string, query: ClusterQuery): Promise<boolean>
   isUserOnline(userId: string, query?: InstanceQuery | ClusterQuery): boolean | Promise<boolean> {
     if (query?.scope === "cluster") return this.#cluster(this.#service.isUserOnline(userId, { scope: "cluster" }))
-    return this.#engine.userConnectionCount(userId) > 0
+    return Effect.runSync(this.#service.isUserOnline(userId))
   }
 
   /** New connections get 503 + `Retry-After`; open connections stay. */
   stopAccepting(): void {
-    this.#engine.stopAccepting()
+    Effect.runSync(this.#service.stopAccepting)
   }
 
   /**
@@ -360,7 +363,10 @@ export class SSEKify extends EventEmitter {
         ...options,
         graceMs: typeof graceMs === "number" && Number.isFinite(graceMs) ? Math.max(0, graceMs) : undefined
       }
-      this.#shutdown = this.#runtime.runPromise(this.#service.shutdown(safe)).then(() => this.#runtime.dispose())
+      this.#shutdown = this.#runtime.runPromise(this.#service.shutdown(safe)).then(() => {
+        this.#closed = true
+        return this.#runtime.dispose()
+      })
     }
     return this.#shutdown
   }
@@ -383,6 +389,20 @@ const requireRedisTransport = (options: SSEKifyOptions | undefined): void => {
     throw new InvalidInput({ field: options.presence !== undefined && options.presence !== false ? "presence" : "connectionLimitScope", reason })
   }
 }
+
+/** What `registerConnection` returns for a refused registration: `connId` `''`, methods that do nothing. */
+const inert: ConnectionHandle = Object.freeze({
+  connId: "",
+  close: () => {},
+  join: () => false,
+  leave: () => false
+})
+
+/** After shutdown (the runtime is released): the one check of `clearRecent` that still applies. */
+const badUserId = (userId: unknown): InvalidInput | undefined =>
+  typeof userId === "string" && userId.length > 0
+    ? undefined
+    : new InvalidInput({ field: "userId", reason: `must be a non-empty string, got ${describe(userId)}` })
 
 const isObject = (value: unknown): boolean => typeof value === "object" && value !== null
 

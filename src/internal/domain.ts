@@ -366,3 +366,23 @@ export interface SseKifyEventMap {
 export type SseKifyEvent = {
   readonly [K in keyof SseKifyEventMap]: { readonly type: K; readonly payload: SseKifyEventMap[K] }
 }[keyof SseKifyEventMap]
+
+/**
+ * The connections' write queues at one moment (see `SseKifyService.unsafeQueueSnapshot`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface QueueSnapshot {
+  /** Frames waiting in all queues. */
+  readonly frames: number
+  /** Bytes waiting in all queues. */
+  readonly bytes: number
+  /** Frames waiting in the fullest queue. */
+  readonly depthMax: number
+  /** Connections waiting for `'drain'`. */
+  readonly blocked: number
+  readonly connections: number
+  /** Connections with a queue depth at most 0, 1, 5, 10, 50, 100, 500, 1000 frames (in that order). */
+  readonly byDepth: ReadonlyArray<number>
+}
