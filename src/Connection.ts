@@ -30,5 +30,4 @@ export const scoped = (
   res: NodeResponse,
   options?: RegisterOptions
 ): Effect.Effect<ConnectionHandle, InvalidInput | ShuttingDown | LimitExceeded, SseKify | Scope.Scope> =>
-  Effect.flatMap(SseKify, (sse) =>
-    Effect.acquireRelease(sse.registerConnection(userId, res, options), (handle) => Effect.sync(handle.close)))
+  Effect.flatMap(SseKify, (sse) => sse.connect(userId, res, options))

@@ -211,6 +211,28 @@ export interface SseKifyService {
 export class SseKify extends Context.Tag("ssekify/SseKify")<SseKify, SseKifyService>() {}
 
 /**
+ * Turns a Node response into an SSE connection for the lifetime of the current scope
+ * (see `SseKifyService.connect`): closing the scope removes the connection everywhere
+ * and ends the response; a client leaving first removes it at once.
+ *
+ * ```ts
+ * Effect.scoped(Effect.gen(function*() {
+ *   const handle = yield* SseKify.connect("alice", res, { rooms: ["news"] })
+ *   yield* Effect.never // the connection lives until this scope closes
+ * }))
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const connect = (
+  userId: string,
+  res: NodeResponse,
+  options?: RegisterOptions
+): Effect.Effect<ConnectionHandle, InvalidInput | ShuttingDown | LimitExceeded, SseKify | Scope.Scope> =>
+  Effect.flatMap(SseKify, (sse) => sse.connect(userId, res, options))
+
+/**
  * Options of the layer: the instance's options plus what happens when the layer's
  * scope closes.
  *
