@@ -30,11 +30,10 @@
  *
  * @since 0.2.0
  */
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import type { TransportError } from "./Errors.js"
-import type { TransportService } from "./Transport.js"
 
 /**
  * The `presence` option: `true` for the defaults, or the timing.
@@ -142,8 +141,8 @@ export interface Admission {
 }
 
 /**
- * The Redis side of presence: one key per user, one member per connection. Offered
- * by the Redis transport's key/value store (see {@link storeOf}).
+ * The shared side of presence: one key per user, one member per connection (the
+ * {@link Store} service).
  *
  * @since 0.2.0
  * @category models
@@ -178,16 +177,11 @@ export interface PresenceStore {
 }
 
 /**
- * The presence store of a transport: present on the Redis transport (`RedisTransport`,
- * `createIORedisAdapter`), absent on the others.
+ * The presence store as a service: `Presence/Redis` offers one on a Redis connection
+ * (`RedisTransport.layer` and the facade's `redis` option provide it). The `presence`
+ * option and `connectionLimitScope: 'cluster'` need it.
  *
  * @since 0.2.0
- * @category accessors
+ * @category tags
  */
-export const storeOf = (transport: TransportService): Option.Option<PresenceStore> =>
-  Option.flatMap(transport.kv, (kv) => {
-    const store = (kv as { readonly presence?: unknown }).presence
-    return typeof store === "object" && store !== null && typeof (store as PresenceStore).admit === "function"
-      ? Option.some(store as PresenceStore)
-      : Option.none()
-  })
+export class Store extends Context.Tag("ssekify/Presence/Store")<Store, PresenceStore>() {}

@@ -17,7 +17,7 @@ import type * as Scope from "effect/Scope"
 import type { TransportError } from "./Errors.js"
 import { MemoryReplay, type MemoryReplayOptions } from "./internal/replay.js"
 import { RedisReplay } from "./internal/replayRedis.js"
-import type { Kv } from "./Transport.js"
+import { Reports } from "./internal/reports.js"
 
 /**
  * Why a reconnect cannot get everything it missed: the id was never seen or was cleared
@@ -82,6 +82,12 @@ export interface ReplayBufferService {
   /** Users with recorded frames (in this store's view). */
   readonly users: () => number
   /**
+   * Tells `listener` (until the scope closes) what fails in the background (a store
+   * shared by instances: the appends of a tick). `SseKify.make` subscribes the
+   * instance's `'error'` events; a buffer shared by several instances tells each.
+   */
+  readonly subscribeErrors?: ((listener: (error: TransportError) => void) => Effect.Effect<void, never, Scope.Scope>) | undefined
+  /**
    * A frame with an id was for a user who has no connection here (`published`: this
    * instance published it, it did not come off the bus). Memory: record it (with
    * `replayOffline`, for a user who has a buffer) or remember that the user missed
@@ -117,6 +123,13 @@ export interface MemoryOptions {
    * (`replayOffline`), so a reconnect after a short gap gets them. Default false (0.1.6).
    */
   readonly recordOffline?: boolean | undefined
+  /**
+   * The buffer is shared by several instances in one process (one built layer given to
+   * each): a frame is kept once whichever instance records it (by its order key and
+   * id), and a frame for a user who has no connection is recorded by the instance that
+   * published it, as the Redis buffer does (`recordOffline` does not apply). Default false.
+   */
+  readonly shared?: boolean | undefined
 }
 
 /**
@@ -132,25 +145,31 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferS
       size: Math.max(0, Math.floor(options?.size ?? 20)),
       ttlMs: Math.max(0, options?.ttlMs ?? 30 * 60 * 1000),
       maxUsers: Math.max(0, Math.floor(options?.maxUsers ?? 10_000)),
-      recordOffline: options?.recordOffline ?? false
+      recordOffline: options?.recordOffline ?? false,
+      shared: options?.shared ?? false
     }
     const store = new MemoryReplay(resolved)
     const now = () => clock.unsafeCurrentTimeMillis()
     const lookupSync = (userId: string, lastEventId: string) => store.lookup(userId, lastEventId, now())
     return {
       enabled: store.enabled,
-      record: (userId, id, frame) => store.record(userId, id, frame, now()),
-      recordAll: (userIds, id, frame) => store.recordAll(userIds, id, frame, now()),
+      record: (userId, id, frame, order) => store.record(userId, id, frame, now(), undefined, order),
+      recordAll: (userIds, id, frame, order) => store.recordAll(userIds, id, frame, now(), order),
       lookupSync,
       lookup: (userId, lastEventId) => Effect.sync(() => lookupSync(userId, lastEventId)),
       clear: (userId) => Effect.sync(() => store.clear(userId)),
       sweep: Effect.sync(() => void store.sweep(now())),
       users: () => store.users,
-      offline: (userId, id, frame) => store.offline(userId, id, frame, now())
+      offline: (userId, id, frame, published, order) => store.offline(userId, id, frame, now(), published, order)
     }
   })
 
 /**
+ * The memory replay buffer: the default of `SseKify.layer` (from `recentBufferSize`,
+ * `recentTTLMs`, `recentMaxUsers`, `replayOffline`). Its rings live as long as the
+ * layer: two instances given the same built layer share them (a reconnect to either
+ * replays).
+ *
  * @since 0.2.0
  * @category layers
  */
@@ -158,8 +177,7 @@ export const layerMemory = (options?: MemoryOptions): Layer.Layer<ReplayBuffer> 
   Layer.effect(ReplayBuffer, makeMemory(options))
 
 /**
- * The list commands a store needs for a Redis replay buffer (the Redis transport's
- * key/value store has them: `RedisTransport.RedisKv`).
+ * The list commands a store needs for a Redis replay buffer (a {@link Store} service: `ReplayBuffer/Redis` offers one).
  *
  * @since 0.2.0
  * @category models
@@ -180,15 +198,14 @@ export interface ListStore {
 }
 
 /**
- * Whether a transport's key/value store can hold a replay buffer.
+ * A store shared by instances that a replay buffer can be kept in, as a service:
+ * `ReplayBuffer/Redis` offers one on a Redis connection (`RedisTransport.layer` and
+ * the facade's `redis` option provide it). `replay: 'redis'` needs it.
  *
  * @since 0.2.0
- * @category guards
+ * @category tags
  */
-export const isListStore = (kv: Kv): kv is Kv & ListStore =>
-  typeof (kv as Partial<ListStore>).appendCapped === "function" &&
-  typeof (kv as Partial<ListStore>).list === "function" &&
-  typeof (kv as Partial<ListStore>).del === "function"
+export class Store extends Context.Tag("ssekify/ReplayBuffer/Store")<Store, ListStore>() {}
 
 /**
  * Options of the Redis replay buffer.
@@ -203,8 +220,6 @@ export interface RedisOptions {
   readonly ttlMs?: number | undefined
   /** Key prefix; keys are `<prefix>{<userId>}`. Default `'ssekify:bus:replay:'`. */
   readonly keyPrefix?: string | undefined
-  /** Where failures of the background appends go. */
-  readonly onError?: ((error: TransportError) => void) | undefined
 }
 
 /**
@@ -221,7 +236,7 @@ export const makeRedis = (
 ): Effect.Effect<ReplayBufferService, never, Scope.Scope> =>
   Effect.gen(function*() {
     const run = yield* FiberSet.makeRuntime<never, void, never>()
-    const onError = options?.onError ?? (() => {})
+    const reports = new Reports<TransportError>()
     const replay = new RedisReplay(
       {
         size: Math.max(0, Math.floor(options?.size ?? 20)),
@@ -229,7 +244,7 @@ export const makeRedis = (
         keyPrefix: options?.keyPrefix ?? "ssekify:bus:replay:"
       },
       store,
-      (effect) => void run(Effect.catchAll(effect, (error) => Effect.sync(() => onError(error))))
+      (effect) => void run(Effect.catchAll(effect, (error) => Effect.sync(() => reports.emit(error))))
     )
     return {
       enabled: replay.enabled,
@@ -245,6 +260,17 @@ export const makeRedis = (
       lookup: (userId, lastEventId) => replay.lookup(userId, lastEventId),
       clear: (userId) => replay.clear(userId),
       sweep: Effect.void,
-      users: () => replay.users
+      users: () => replay.users,
+      subscribeErrors: reports.subscribe
     }
   })
+
+/**
+ * A replay buffer kept in the {@link Store} of the context (see {@link makeRedis}); its
+ * pending appends and background fibers belong to the layer's scope.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerStore = (options?: RedisOptions): Layer.Layer<ReplayBuffer, never, Store> =>
+  Layer.scoped(ReplayBuffer, Effect.flatMap(Store, (store) => makeRedis(store, options)))

@@ -3,11 +3,13 @@
  * `streamId` by default) so a client can order and deduplicate the frames of one task
  * or topic.
  *
- * The memory counter is per instance; with a key/value store (the Redis transport's
- * KV connection, a `RedisLike` adapter's `incr`/`expire`, or an explicit
- * `seq.redis`) `next` is global: one `INCR` + `EXPIRE` round trip, with the memory
- * counter as the fallback when the store is missing (one `SEQ_KV_FALLBACK` warning)
- * or failing (`lastSeqKvFallbackAt`).
+ * `SseKify.make` takes the `Sequencer` from the context. {@link layerMemory}: per
+ * instance. {@link layerStore}: global on the {@link Store} of the context (one
+ * `INCR` + `EXPIRE` round trip per `next`; `SequencerRedis.layerStore` on a Redis
+ * connection, `Transport.layerMemory`'s counters, a `RedisLike` adapter's
+ * `incr`/`expire`, or an explicit `seq.redis`), with the memory counter as the fallback
+ * when the store is missing (one `SEQ_KV_FALLBACK` warning) or failing
+ * (`lastSeqKvFallbackAt`). The counters live as long as the layer.
  *
  * @since 0.2.0
  */
@@ -15,9 +17,78 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type { SeqKvFallback, TransportError } from "./Errors.js"
-import { SequencerImpl } from "./internal/sequencer.js"
-import { type Kv, Transport } from "./Transport.js"
+import type * as Scope from "effect/Scope"
+import { type SeqKvFallback, TransportError } from "./Errors.js"
+import { Reports } from "./internal/reports.js"
+import { SequencerState } from "./internal/sequencer.js"
+
+/**
+ * A key/value store for counters (the global `seq`): the store a sequencer is global
+ * on. `Sequencer/Redis` offers one on a Redis connection; a `RedisLike` adapter with
+ * `incr` (and `expire`) offers one through {@link kvFromIncr}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Kv {
+  /** Increments `key` and sets its time to live, returning the new value. */
+  readonly incrExpire: (key: string, ttlSeconds: number) => Effect.Effect<number, TransportError>
+  /** Sets the time to live of `key`. */
+  readonly expire: (key: string, ttlSeconds: number) => Effect.Effect<void, TransportError>
+}
+
+/**
+ * The store of a global sequence, as a service: what {@link layerStore} (and the
+ * default assembled by `SseKify.layer`) takes from the context.
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export class Store extends Context.Tag("ssekify/Sequencer/Store")<Store, Kv>() {}
+
+/**
+ * A {@link Store} layer.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerStoreOf = (kv: Kv): Layer.Layer<Store> => Layer.succeed(Store, kv)
+
+/**
+ * The optional key/value commands of a `RedisLike` adapter (or an explicit `seq.redis`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RedisKvLike {
+  incr(key: string): Promise<number> | number
+  expire?(key: string, seconds: number): Promise<unknown> | unknown
+  pexpire?(key: string, ms: number): Promise<unknown> | unknown
+}
+
+const tryKv = <A>(operation: string, f: () => Promise<A> | A): Effect.Effect<A, TransportError> =>
+  Effect.tryPromise({
+    try: async () => await f(),
+    catch: (cause) => new TransportError({ operation, cause })
+  })
+
+/**
+ * A {@link Kv} over an object with `incr` (and `expire`): a `RedisLike` adapter, its
+ * `kv` property, or an explicit `seq.redis` client. `incr` and `expire` are two round
+ * trips here; `Sequencer/Redis` does both in one script.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const kvFromIncr = (client: RedisKvLike): Kv => ({
+  incrExpire: (key, ttlSeconds) =>
+    Effect.flatMap(tryKv("incr", () => client.incr(key)), (n) =>
+      ttlSeconds > 0 && typeof client.expire === "function"
+        ? Effect.as(tryKv("expire", () => client.expire!(key, ttlSeconds)), Number(n))
+        : Effect.succeed(Number(n))),
+  expire: (key, ttlSeconds) =>
+    typeof client.expire === "function" ? Effect.asVoid(tryKv("expire", () => client.expire!(key, ttlSeconds))) : Effect.void
+})
 
 /**
  * `seqIncrsLocal`, `seqIncrsRedis` and `lastSeqKvFallbackAt` of `stats()`.
@@ -47,6 +118,13 @@ export interface SequencerService {
   readonly counters: Readonly<SequencerCounters>
   /** Keys held in memory. */
   readonly size: () => number
+  /**
+   * Tells `listener` (until the scope closes) what the sequencer reports in the
+   * background: the one `SEQ_KV_FALLBACK` warning, a failing store. `SseKify.make`
+   * subscribes the instance's `'error'` events; a sequencer shared by several instances
+   * tells each of them.
+   */
+  readonly subscribeErrors?: ((listener: (warning: SeqKvFallback | TransportError) => void) => Effect.Effect<void, never, Scope.Scope>) | undefined
 }
 
 /**
@@ -74,35 +152,9 @@ export interface Options {
   readonly keyPrefix?: string | undefined
   /** The store for a global sequence. */
   readonly kv?: Kv | undefined
-  /** Warn (once) when no store is configured. */
+  /** Warn (once, at the first `next`) that no store is configured: a bus is, so `seq` is per instance. */
   readonly expectKv?: boolean | undefined
-  /** Where the fallback warnings go. */
-  readonly onWarning?: ((warning: SeqKvFallback | TransportError) => void) | undefined
 }
-
-/** @internal */
-export const unsafeMakeImpl = (options: Options, now: () => number): SequencerImpl =>
-  new SequencerImpl(
-    {
-      startAt: options.startAt ?? 0,
-      ttlSeconds: options.ttlSeconds ?? 86_400,
-      maxKeys: options.maxKeys ?? 100_000,
-      keyPrefix: options.keyPrefix ?? "ssekify:seq:"
-    },
-    Option.fromNullable(options.kv),
-    options.expectKv ?? false,
-    now,
-    options.onWarning ?? (() => {})
-  )
-
-/** @internal */
-export const fromImpl = (impl: SequencerImpl, now: () => number): SequencerService => ({
-  nextLocal: (key, final) => impl.nextLocal(key, final),
-  next: (key, final) => impl.next(key, final),
-  sweep: Effect.sync(() => void impl.sweep(now())),
-  counters: impl.counters,
-  size: () => impl.size
-})
 
 /**
  * Makes a sequencer. Time comes from the Effect `Clock`.
@@ -113,11 +165,33 @@ export const fromImpl = (impl: SequencerImpl, now: () => number): SequencerServi
 export const make = (options?: Options): Effect.Effect<SequencerService> =>
   Effect.map(Effect.clock, (clock) => {
     const now = () => clock.unsafeCurrentTimeMillis()
-    return fromImpl(unsafeMakeImpl(options ?? {}, now), now)
+    const o = options ?? {}
+    const reports = new Reports<SeqKvFallback | TransportError>()
+    const state = new SequencerState(
+      {
+        startAt: o.startAt ?? 0,
+        ttlSeconds: o.ttlSeconds ?? 86_400,
+        maxKeys: o.maxKeys ?? 100_000,
+        keyPrefix: o.keyPrefix ?? "ssekify:seq:"
+      },
+      Option.fromNullable(o.kv),
+      o.expectKv ?? false,
+      now,
+      reports.emit
+    )
+    return {
+      nextLocal: (key, final) => state.nextLocal(key, final),
+      next: (key, final) => state.next(key, final),
+      sweep: Effect.sync(() => void state.sweep(now())),
+      counters: state.counters,
+      size: () => state.size,
+      subscribeErrors: reports.subscribe
+    }
   })
 
 /**
- * An in-memory sequencer (per instance).
+ * An in-memory sequencer (per instance): the default of `SseKify.layer` without a
+ * {@link Store}. Its state (the counters) lives as long as the layer.
  *
  * @since 0.2.0
  * @category layers
@@ -126,15 +200,11 @@ export const layerMemory = (options?: Omit<Options, "kv">): Layer.Layer<Sequence
   Layer.effect(Sequencer, make(options))
 
 /**
- * A sequencer on the key/value store of the `Transport` in context (global when the
- * transport has one, memory with one warning otherwise).
+ * A sequencer global on the {@link Store} in the context (one `INCR` + `EXPIRE` round
+ * trip per `next`, memory as the fallback while the store fails).
  *
  * @since 0.2.0
  * @category layers
  */
-export const layerTransport = (options?: Omit<Options, "kv">): Layer.Layer<Sequencer, never, Transport> =>
-  Layer.effect(
-    Sequencer,
-    Effect.flatMap(Transport, (transport) =>
-      make({ ...options, kv: Option.getOrUndefined(transport.kv), expectKv: transport.kind !== "none" }))
-  )
+export const layerStore = (options?: Omit<Options, "kv" | "expectKv">): Layer.Layer<Sequencer, never, Store> =>
+  Layer.effect(Sequencer, Effect.flatMap(Store, (kv) => make({ ...options, kv })))

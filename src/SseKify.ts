@@ -51,11 +51,11 @@ import {
 import { Engine, refuse } from "./internal/engine.js"
 import { EngineKey, makeService } from "./internal/service.js"
 import * as Presence from "./internal/presence.js"
-import type { ClusterQuery, InstanceQuery, PresenceError } from "./Presence.js"
+import { type ClusterQuery, type InstanceQuery, type PresenceError, Store as PresenceStore } from "./Presence.js"
 import { resolve } from "./internal/options.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
 import * as Sequencer from "./Sequencer.js"
-import { kvFromIncr, Transport } from "./Transport.js"
+import { Transport } from "./Transport.js"
 
 export type {
   AutoField,
@@ -250,9 +250,25 @@ export interface Internal {
   readonly unrefTimers?: boolean
 }
 
+// Only an option the checks refused is an InvalidInput; anything else thrown while
+// reading the options (a getter, a proxy) is a defect, not relabelled.
+const resolveOptions = (options: Options | undefined) =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(resolve(options))
+    } catch (e) {
+      return e instanceof InvalidInput ? Effect.fail(e) : Effect.die(e)
+    }
+  })
+
 /**
- * Makes the service. Requires a `Transport`; the scope owns the heartbeat tickers,
- * the housekeeping sweep and the bus subscription, and closing it runs the shutdown.
+ * Makes the service on the backends of the context, as `RateLimiter.make` takes its
+ * store: the `Transport` (the bus), the `ReplayBuffer` and the `Sequencer` (see
+ * {@link layerStores} for the defaults built from the options), and, when the options
+ * ask for presence, a `Presence.Store`. What the stores report in the background (the
+ * seq fallback warning, failed replay appends) becomes this instance's `'error'`
+ * events. The scope owns the heartbeat tickers, the housekeeping sweep and the bus
+ * subscription, and closing it runs the shutdown.
  *
  * @since 0.2.0
  * @category constructors
@@ -260,17 +276,13 @@ export interface Internal {
 export const make = (
   options?: LayerOptions,
   internal?: Internal
-): Effect.Effect<SseKifyService, InvalidInput, Transport | Scope.Scope> =>
+): Effect.Effect<
+  SseKifyService,
+  InvalidInput,
+  Transport | ReplayBuffer.ReplayBuffer | Sequencer.Sequencer | Scope.Scope
+> =>
   Effect.gen(function*() {
-    // Only an option the checks refused is an InvalidInput; anything else thrown while
-    // reading the options (a getter, a proxy) is a defect, not relabelled.
-    const resolved = yield* Effect.suspend(() => {
-      try {
-        return Effect.succeed(resolve(options))
-      } catch (e) {
-        return e instanceof InvalidInput ? Effect.fail(e) : Effect.die(e)
-      }
-    })
+    const resolved = yield* resolveOptions(options)
     const transport = yield* Transport
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
@@ -298,58 +310,25 @@ export const make = (
         return () => fiber.unsafeInterruptAsFork(FiberId.none)
       }
 
-    let engine: Engine | undefined
-    const seqRedis = resolved.seqKv
-    const seqKv = seqRedis === undefined
-      ? Option.getOrUndefined(transport.kv)
-      : seqRedis === null
-      ? undefined
-      : kvFromIncr(seqRedis)
-    const sequencerImpl = Sequencer.unsafeMakeImpl({
-      startAt: resolved.seqStartAt,
-      ttlSeconds: resolved.seqTTLSeconds,
-      maxKeys: resolved.seqMaxKeys,
-      keyPrefix: resolved.seqKeyPrefix,
-      kv: seqKv,
-      expectKv: transport.kind !== "none",
-      onWarning: (warning) => engine?.report(warning)
-    }, now)
-    const replay = resolved.replay === "redis"
-      ? yield* Option.match(Option.filter(transport.kv, ReplayBuffer.isListStore), {
-        onNone: () =>
-          Effect.fail(
-            new InvalidInput({
-              field: "replay",
-              reason: "'redis' needs the Redis transport (a Redis URL, createIORedisAdapter(...) or RedisTransport.layer)"
-            })
-          ),
-        onSome: (store) =>
-          ReplayBuffer.makeRedis(store, {
-            size: resolved.recentBufferSize,
-            ttlMs: resolved.recentTTLMs,
-            keyPrefix: resolved.replayKeyPrefix ?? `${resolved.channel}:replay:`,
-            onError: (error) => engine?.report(error)
-          })
-      })
-      : yield* ReplayBuffer.makeMemory({
-        size: resolved.recentBufferSize,
-        ttlMs: resolved.recentTTLMs,
-        maxUsers: resolved.recentMaxUsers,
-        recordOffline: resolved.replayOffline
-      })
+    // The stores: taken from the context; what they report goes to this instance.
+    const sequencer = yield* Sequencer.Sequencer
+    const replay = yield* ReplayBuffer.ReplayBuffer
+    const presenceStore = yield* Effect.serviceOption(PresenceStore)
 
-    engine = new Engine({
+    const engine = new Engine({
       options: resolved,
       transport,
       replay,
-      sequencer: sequencerImpl,
+      sequencer,
       now,
       every,
       fork: (effect) => void runFork(effect)
     })
     const e = engine
+    if (sequencer.subscribeErrors !== undefined) yield* sequencer.subscribeErrors((warning) => e.report(warning))
+    if (replay.subscribeErrors !== undefined) yield* replay.subscribeErrors((error) => e.report(error))
     // Before the shutdown finalizer below, so it is released after the connections closed.
-    const presence = yield* Presence.make(e, transport, every, now, refuse)
+    const presence = yield* Presence.make(e, presenceStore, every, now, refuse)
 
     // The bus subscription registers its handlers at once (synchronously: an in-process
     // bus sees the next publish) and may wait for the broker's confirmation in the
@@ -368,10 +347,7 @@ export const make = (
 
     // One housekeeping ticker: replay TTL and idle seq keys.
     const sweepMs = Math.max(10_000, Math.min(resolved.recentTTLMs > 0 ? resolved.recentTTLMs : 60_000, resolved.seqTTLSeconds > 0 ? resolved.seqTTLSeconds * 1000 : 60_000, 60_000))
-    const sweepNow = () => {
-      sequencerImpl.sweep(now())
-      Effect.runSync(replay.sweep)
-    }
+    const sweepNow = () => Effect.runSync(Effect.zipRight(sequencer.sweep, replay.sweep))
     const stopSweep = every(sweepMs, sweepNow)
     yield* Effect.addFinalizer(() => Effect.sync(stopSweep))
 
@@ -393,14 +369,86 @@ export const make = (
 export const unsafeEngine = (service: SseKifyService): Engine => (service as unknown as { readonly [EngineKey]: Engine })[EngineKey]
 
 /**
- * The service as a layer. Provide a `Transport` layer (`Transport.layerNone` for a
- * single instance, `Transport.layerMemory(bus)`, `RedisTransport.layer(...)`).
+ * The stores {@link make} takes, assembled from the options as the default backends:
+ *
+ * - `Sequencer`: one found in the context, else a sequencer on the `Sequencer.Store` of
+ *   the context (global `seq`: `Transport.layerMemory`, a `RedisLike` adapter with
+ *   `incr`, `RedisTransport.layer`) or on `seq.redis`, else in memory (with one
+ *   `SEQ_KV_FALLBACK` warning when a bus is configured); `seq.redis: null` forces memory.
+ * - `ReplayBuffer`: one found in the context, else `replay: 'redis'` on the
+ *   `ReplayBuffer.Store` of the context (`InvalidInput` without one), else
+ *   `ReplayBuffer.layerMemory` from `recentBufferSize`, `recentTTLMs`,
+ *   `recentMaxUsers`, `replayOffline`.
+ *
+ * Their state belongs to this layer's scope.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerStores = (
+  options?: Options
+): Layer.Layer<ReplayBuffer.ReplayBuffer | Sequencer.Sequencer, InvalidInput, Transport> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const resolved = yield* resolveOptions(options)
+    const transport = yield* Transport
+    const sequencer = yield* Option.match(yield* Effect.serviceOption(Sequencer.Sequencer), {
+      onSome: Effect.succeed,
+      onNone: () =>
+        Effect.flatMap(Effect.serviceOption(Sequencer.Store), (store) =>
+          Sequencer.make({
+            startAt: resolved.seqStartAt,
+            ttlSeconds: resolved.seqTTLSeconds,
+            maxKeys: resolved.seqMaxKeys,
+            keyPrefix: resolved.seqKeyPrefix,
+            kv: resolved.seqKv === undefined
+              ? Option.getOrUndefined(store)
+              : resolved.seqKv === null
+              ? undefined
+              : Sequencer.kvFromIncr(resolved.seqKv),
+            expectKv: transport.kind !== "none"
+          }))
+    })
+    const replay = yield* Option.match(yield* Effect.serviceOption(ReplayBuffer.ReplayBuffer), {
+      onSome: Effect.succeed,
+      onNone: () =>
+        resolved.replay === "redis"
+          ? Effect.flatMap(Effect.serviceOption(ReplayBuffer.Store), (store) =>
+            Option.match(store, {
+              onNone: () =>
+                Effect.fail(
+                  new InvalidInput({
+                    field: "replay",
+                    reason: "'redis' needs the Redis transport (a Redis URL, createIORedisAdapter(...) or RedisTransport.layer)"
+                  })
+                ),
+              onSome: (store) =>
+                ReplayBuffer.makeRedis(store, {
+                  size: resolved.recentBufferSize,
+                  ttlMs: resolved.recentTTLMs,
+                  keyPrefix: resolved.replayKeyPrefix ?? `${resolved.channel}:replay:`
+                })
+            }))
+          : ReplayBuffer.makeMemory({
+            size: resolved.recentBufferSize,
+            ttlMs: resolved.recentTTLMs,
+            maxUsers: resolved.recentMaxUsers,
+            recordOffline: resolved.replayOffline
+          })
+    })
+    return Context.make(ReplayBuffer.ReplayBuffer, replay).pipe(Context.add(Sequencer.Sequencer, sequencer))
+  }))
+
+/**
+ * The service as a layer: {@link make} on {@link layerStores}. Provide a `Transport`
+ * layer (`Transport.layerNone` for a single instance, `Transport.layerMemory(bus)`,
+ * `RedisTransport.layer(...)`); a `ReplayBuffer`, `Sequencer` or store provided with
+ * it is used instead of the default.
  *
  * @since 0.2.0
  * @category layers
  */
 export const layer = (options?: LayerOptions): Layer.Layer<SseKify, InvalidInput, Transport> =>
-  Layer.scoped(SseKify, make(options))
+  Layer.scoped(SseKify, make(options)).pipe(Layer.provide(layerStores(options)))
 
 /**
  * The service with options from a `Config` (e.g. `Config.all({ channel: Config.string("SSE_CHANNEL") })`).

@@ -1,17 +1,22 @@
 /**
  * The cross-instance bus.
  *
- * A `Transport` publishes text messages on a channel, hands the messages of a channel
- * to a subscriber, and may offer a small key/value store (`kv`) for the global `seq`
- * counter. Layers:
+ * A `Transport` publishes text messages on a channel and hands the messages of a
+ * channel to a subscriber. It is only the bus: the stores a backend may also offer (a
+ * counter store for a global `seq`, a replay store, a presence store) are their own
+ * services (`Sequencer.Store`, `ReplayBuffer.Store`, `Presence.Store`), provided by the
+ * same layer when the backend has them. Layers:
  *
  * - {@link layerNone}: a single instance; `publish` delivers locally only.
  * - {@link layerMemory}: an in-process bus shared by several instances in one process
- *   (for tests: they talk as if Redis were there).
+ *   (for tests: they talk as if Redis were there); also a `Sequencer.Store`, so `seq`
+ *   is global across them.
  * - {@link layerRedisLike}: any object with the `RedisLike` shape of the original
- *   (`publish`, `subscribe`, `on('message')`, …), e.g. `createIORedisAdapter(url)`.
- * - `RedisTransport.layer(...)` (module `RedisTransport`): ioredis with separate
- *   publisher, subscriber and KV connections.
+ *   (`publish`, `subscribe`, `on('message')`, …), plus a `Sequencer.Store` when the
+ *   adapter has `incr` (and `expire`).
+ * - `TransportRedis.layer` on a `RedisConnection` (ioredis: separate publisher,
+ *   subscriber and KV connections); `RedisTransport.layer(options)` is that with the
+ *   connection and the Redis stores.
  *
  * @since 0.2.0
  */
@@ -21,6 +26,14 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { TransportError } from "./Errors.js"
+import * as Sequencer from "./Sequencer.js"
+
+export type {
+  /** The counter store (moved to `Sequencer`; a `Sequencer.Store` service). */
+  Kv,
+  /** The optional key/value commands of a `RedisLike` adapter (moved to `Sequencer`). */
+  RedisKvLike
+} from "./Sequencer.js"
 
 /**
  * What a subscriber is given: every message on its channel, and the errors the bus
@@ -33,19 +46,6 @@ import { TransportError } from "./Errors.js"
 export interface Handlers {
   readonly onMessage: (message: string) => void
   readonly onError: (error: TransportError) => void
-}
-
-/**
- * A key/value store for counters (the global `seq`).
- *
- * @since 0.2.0
- * @category models
- */
-export interface Kv {
-  /** Increments `key` and sets its time to live, returning the new value. */
-  readonly incrExpire: (key: string, ttlSeconds: number) => Effect.Effect<number, TransportError>
-  /** Sets the time to live of `key`. */
-  readonly expire: (key: string, ttlSeconds: number) => Effect.Effect<void, TransportError>
 }
 
 /**
@@ -64,8 +64,6 @@ export interface TransportService {
    * effect ran are seen) and unsubscribes when the scope closes.
    */
   readonly subscribe: (channel: string, handlers: Handlers) => Effect.Effect<void, never, Scope.Scope>
-  /** The key/value store, when the bus has one. */
-  readonly kv: Option.Option<Kv>
 }
 
 /**
@@ -85,8 +83,7 @@ export class Transport extends Context.Tag("ssekify/Transport")<Transport, Trans
 export const none: TransportService = {
   kind: "none",
   publish: () => Effect.void,
-  subscribe: () => Effect.void,
-  kv: Option.none()
+  subscribe: () => Effect.void
 }
 
 /**
@@ -98,18 +95,6 @@ export const layerNone: Layer.Layer<Transport> = Layer.succeed(Transport, none)
 // ---------------------------------------------------------------------------
 // RedisLike: the adapter shape of the original package
 // ---------------------------------------------------------------------------
-
-/**
- * The optional key/value commands of a `RedisLike` adapter.
- *
- * @since 0.2.0
- * @category models
- */
-export interface RedisKvLike {
-  incr(key: string): Promise<number> | number
-  expire?(key: string, seconds: number): Promise<unknown> | unknown
-  pexpire?(key: string, ms: number): Promise<unknown> | unknown
-}
 
 /**
  * The adapter interface of the original ssekify: `publish`, `subscribe` and
@@ -128,7 +113,7 @@ export interface RedisLike {
   incr?(key: string): Promise<number> | number
   expire?(key: string, seconds: number): Promise<unknown> | unknown
   pexpire?(key: string, ms: number): Promise<unknown> | unknown
-  kv?: RedisKvLike | undefined
+  kv?: Sequencer.RedisKvLike | undefined
 }
 
 /**
@@ -150,35 +135,17 @@ const tryPromise = <A>(operation: string, f: () => Promise<A> | A): Effect.Effec
   })
 
 /**
- * A {@link Kv} over an object with `incr` (and `expire`): the adapter itself, its
- * `kv` property, or an explicit `seq.redis` client. `incr` and `expire` are two
- * round trips here; `RedisTransport` does both in one.
+ * The counter store a `RedisLike` adapter offers, found the way the original did:
+ * `incr` + `expire` on the adapter, else its `kv` object with `incr`.
  *
  * @since 0.2.0
  * @category constructors
  */
-export const kvFromIncr = (client: RedisKvLike): Kv => ({
-  incrExpire: (key, ttlSeconds) =>
-    Effect.flatMap(tryPromise("incr", () => client.incr(key)), (n) =>
-      ttlSeconds > 0 && typeof client.expire === "function"
-        ? Effect.as(tryPromise("expire", () => client.expire!(key, ttlSeconds)), Number(n))
-        : Effect.succeed(Number(n))),
-  expire: (key, ttlSeconds) =>
-    typeof client.expire === "function" ? Effect.asVoid(tryPromise("expire", () => client.expire!(key, ttlSeconds))) : Effect.void
-})
-
-/**
- * The key/value store a `RedisLike` adapter offers, inherited the way the original
- * did: `incr` + `expire` on the adapter, else its `kv` object.
- *
- * @since 0.2.0
- * @category constructors
- */
-export const kvOfRedisLike = (adapter: RedisLike): Option.Option<Kv> => {
+export const storeOfRedisLike = (adapter: RedisLike): Option.Option<Sequencer.Kv> => {
   if (typeof adapter.incr === "function" && typeof adapter.expire === "function") {
-    return Option.some(kvFromIncr(adapter as RedisKvLike))
+    return Option.some(Sequencer.kvFromIncr(adapter as Sequencer.RedisKvLike))
   }
-  if (adapter.kv && typeof adapter.kv.incr === "function") return Option.some(kvFromIncr(adapter.kv))
+  if (adapter.kv && typeof adapter.kv.incr === "function") return Option.some(Sequencer.kvFromIncr(adapter.kv))
   return Option.none()
 }
 
@@ -229,20 +196,30 @@ export const fromRedisLike = (
             Effect.catchAll((error) => Effect.sync(() => handlers.onError(error))),
             Effect.forkScoped
           )
-        }),
-      kv: kvOfRedisLike(adapter)
+        })
     }
     return service
   })
 
 /**
+ * The transport on a `RedisLike` adapter, and its counter store ({@link storeOfRedisLike})
+ * as a `Sequencer.Store` when it has one (`seq` is then global, as in the original;
+ * the type names only what every adapter gives).
+ *
  * @since 0.2.0
  * @category layers
  */
 export const layerRedisLike = (
   adapter: RedisLike,
   options?: { readonly closeOnRelease?: boolean }
-): Layer.Layer<Transport> => Layer.scoped(Transport, fromRedisLike(adapter, options))
+): Layer.Layer<Transport> =>
+  Layer.scopedContext(
+    Effect.map(fromRedisLike(adapter, options), (transport) =>
+      Option.match(storeOfRedisLike(adapter), {
+        onNone: () => Context.make(Transport, transport),
+        onSome: (kv) => Context.make(Transport, transport).pipe(Context.add(Sequencer.Store, kv))
+      }))
+  )
 
 // ---------------------------------------------------------------------------
 // In-process bus
@@ -356,12 +333,12 @@ export class MemoryBus {
 }
 
 /**
- * Creates an in-process bus.
+ * Creates an in-process bus (the one name: the facade's docs and the Effect API use it).
  *
  * @since 0.2.0
  * @category constructors
  */
-export const makeMemoryBus = (): MemoryBus => new MemoryBus()
+export const createMemoryBus = (): MemoryBus => new MemoryBus()
 
 /**
  * A transport on an in-process bus.
@@ -376,20 +353,31 @@ export const memory = (bus: MemoryBus): TransportService => ({
     Effect.acquireRelease(
       Effect.sync(() => bus.subscribe(channel, handlers.onMessage)),
       (unsubscribe) => Effect.sync(unsubscribe)
-    ).pipe(Effect.asVoid),
-  kv: Option.some({
-    incrExpire: (key, ttlSeconds) =>
-      Effect.sync(() => {
-        const n = bus.incr(key)
-        if (ttlSeconds > 0) bus.expire(key, ttlSeconds)
-        return n
-      }),
-    expire: (key, ttlSeconds) => Effect.sync(() => void bus.expire(key, ttlSeconds))
-  })
+    ).pipe(Effect.asVoid)
 })
 
 /**
+ * The counters of an in-process bus as a `Sequencer.Store` (`seq` global across the
+ * instances that share the bus). Time is the bus's (`Date.now`).
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const memoryStore = (bus: MemoryBus): Sequencer.Kv => ({
+  incrExpire: (key, ttlSeconds) =>
+    Effect.sync(() => {
+      const n = bus.incr(key)
+      if (ttlSeconds > 0) bus.expire(key, ttlSeconds)
+      return n
+    }),
+  expire: (key, ttlSeconds) => Effect.sync(() => void bus.expire(key, ttlSeconds))
+})
+
+/**
+ * The in-process bus as a transport, with its counters as the `Sequencer.Store`.
+ *
  * @since 0.2.0
  * @category layers
  */
-export const layerMemory = (bus: MemoryBus): Layer.Layer<Transport> => Layer.succeed(Transport, memory(bus))
+export const layerMemory = (bus: MemoryBus): Layer.Layer<Transport | Sequencer.Store> =>
+  Layer.merge(Layer.succeed(Transport, memory(bus)), Sequencer.layerStoreOf(memoryStore(bus)))

@@ -30,6 +30,7 @@ import type { ClusterQuery, InstanceQuery } from "./Presence.js"
 import { createIORedisAdapter } from "./redisAdapter.js"
 import * as RedisTransport from "./RedisTransport.js"
 import {
+  layerStores,
   make as makeService,
   type Options,
   type SendOptions,
@@ -85,10 +86,14 @@ export interface SSEKify {
   emit(event: string | symbol, ...args: Array<any>): boolean
 }
 
+/**
+ * The backend layers of the `redis` option: none → `Transport.layerNone` (memory
+ * stores); a URL or an ioredis adapter → every Redis backend on the adapter's
+ * connection (transport, seq counters, replay store, presence store); any other
+ * `RedisLike` → the generic transport, with a seq store when it has `incr` / `expire`.
+ */
 const transportLayer = (redis: SSEKifyOptions["redis"]): Layer.Layer<Transport.Transport> => {
   if (redis === undefined || redis === null || redis === "") return Transport.layerNone
-  // An ioredis adapter gets the full Redis transport on its connections (atomic KV,
-  // replay lists, ordered cluster publishing); any other adapter the generic one.
   if (typeof redis === "string") {
     return RedisTransport.layerAdapter(createIORedisAdapter(redis), { closeOnRelease: true })
   }
@@ -140,8 +145,10 @@ export class SSEKify extends EventEmitter {
     // Option errors are thrown here, synchronously and before anything is opened.
     const resolved = resolveOptions(options)
     requireRedisTransport(options)
+    // The backends from the options: the bus (and the stores it offers) under the
+    // default stores, under the service.
     const layer = Layer.scoped(SseKify, makeService(options, { unrefTimers: true })).pipe(
-      Layer.provide(transportLayer(options?.redis))
+      Layer.provide(layerStores(options).pipe(Layer.provideMerge(transportLayer(options?.redis))))
     )
     this.#runtime = ManagedRuntime.make(layer)
     try {

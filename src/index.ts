@@ -11,7 +11,7 @@
  */
 import { SSEKify } from "./facade.js"
 import { createIORedisAdapter } from "./redisAdapter.js"
-import { makeMemoryBus } from "./Transport.js"
+import { createMemoryBus } from "./Transport.js"
 
 export { SSEKify } from "./facade.js"
 export type { RegisteredConnectionHandle, SSEKifyOptions } from "./facade.js"
@@ -24,7 +24,7 @@ export { createIORedisAdapter } from "./redisAdapter.js"
  * @since 0.2.0
  * @category constructors
  */
-export const createMemoryBus = makeMemoryBus
+export { createMemoryBus } from "./Transport.js"
 
 export type { ConnectionHandle, DropPolicy, RegisterOptions } from "./Connection.js"
 export type { RedisLike } from "./Transport.js"
@@ -46,12 +46,17 @@ export * as Envelope from "./Envelope.js"
 export * as Frame from "./Frame.js"
 export * as Metrics from "./Metrics.js"
 export * as Presence from "./Presence.js"
+export * as PresenceRedis from "./Presence/Redis.js"
+export * as RedisConnection from "./RedisConnection.js"
 export * as RedisTransport from "./RedisTransport.js"
 export * as ReplayBuffer from "./ReplayBuffer.js"
+export * as ReplayBufferRedis from "./ReplayBuffer/Redis.js"
 export * as Sequencer from "./Sequencer.js"
+export * as SequencerRedis from "./Sequencer/Redis.js"
 export * as SseKify from "./SseKify.js"
 export { SseKifyLive } from "./SseKify.js"
 export * as Transport from "./Transport.js"
+export * as TransportRedis from "./Transport/Redis.js"
 
 /**
  * The default export, for `import ssekify from 'ssekify'` then
@@ -62,7 +67,7 @@ export * as Transport from "./Transport.js"
 const ssekify: {
   readonly SSEKify: typeof SSEKify
   readonly createIORedisAdapter: typeof createIORedisAdapter
-  readonly createMemoryBus: typeof makeMemoryBus
-} = { SSEKify, createIORedisAdapter, createMemoryBus: makeMemoryBus }
+  readonly createMemoryBus: typeof createMemoryBus
+} = { SSEKify, createIORedisAdapter, createMemoryBus }
 
 export default ssekify

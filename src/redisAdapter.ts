@@ -9,19 +9,19 @@
  * the first time an adapter is made: without it `createIORedisAdapter` throws an
  * error that says `npm i ioredis`.
  *
- * The adapter also carries its connections under a hidden symbol key: given such an
- * adapter, `RedisTransport.fromAdapter` / `RedisTransport.layerAdapter` build the full
- * Redis transport on the same connections (one-round-trip atomic `incrExpire`, bounded
- * publish, deduplicated error reporting) instead of the generic `RedisLike` transport.
+ * The adapter is a Promise skin over one `RedisConnection` (the same gates, publish
+ * pipeline, Lua scripts and subscribe timeout as the Effect layers), which it carries
+ * under a hidden symbol key: given such an adapter, `RedisConnection.fromAdapter` and
+ * `RedisTransport.layerAdapter` build every Redis backend on that same connection.
  *
  * @since 0.2.0
  */
 import type { Cluster, Redis, RedisOptions } from "ioredis"
-import * as Clients from "./internal/redis/clients.js"
+import type * as Clients from "./internal/redis/clients.js"
+import { Connection, ConnectionKey } from "./internal/redis/connection.js"
 import * as Errors from "./internal/redis/errors.js"
 import * as Scripts from "./internal/redis/scripts.js"
-import * as Shared from "./internal/redis/shared.js"
-import type { CommonOptions } from "./RedisTransport.js"
+import type { CommonOptions } from "./RedisConnection.js"
 import { settingsOf, timingOf } from "./internal/redis/options.js"
 import type { RedisKvLike, RedisLike } from "./Transport.js"
 
@@ -45,13 +45,13 @@ export type IORedisAdapterInput = string | RedisOptions | Redis | Cluster
 export type IORedisAdapterOptions = CommonOptions
 
 /**
- * The key of the hidden reference from an adapter to its connections (a registered
+ * The key of the hidden reference from an adapter to its connection (a registered
  * symbol, `Symbol.for("ssekify/RedisAdapter/connections")`).
  *
  * @since 0.2.0
  * @category symbols
  */
-export const ConnectionsKey: typeof Shared.ConnectionsKey = Shared.ConnectionsKey
+export const ConnectionsKey: typeof ConnectionKey = ConnectionKey
 
 /**
  * The adapter returned by {@link createIORedisAdapter}.
@@ -89,8 +89,19 @@ export interface IORedisAdapter extends RedisLike {
     expire(key: string, seconds: number): Promise<number>
     pexpire(key: string, ms: number): Promise<number>
   }
-  /** The adapter's connections (for `RedisTransport.fromAdapter`). */
-  readonly [Shared.ConnectionsKey]: Shared.AdapterConnections
+  /** The adapter's connection (for `RedisConnection.fromAdapter`). */
+  readonly [ConnectionKey]: AdapterConnection
+}
+
+/**
+ * What an adapter carries: its three ioredis clients (`connections`) and their timing.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface AdapterConnection {
+  readonly connections: { readonly publisher: Redis | Cluster; readonly subscriber: Redis | Cluster; readonly kv: Redis | Cluster }
+  readonly timing: { readonly offlineTimeoutMs: number; readonly subscribeTimeoutMs: number }
 }
 
 const isClient = (input: unknown): input is Redis | Cluster =>
@@ -125,62 +136,37 @@ export const createIORedisAdapter = (
   input: IORedisAdapterInput,
   options: IORedisAdapterOptions = {}
 ): IORedisAdapter => {
-  const settings = settingsOf(options)
-  const timing = timingOf(options)
-  const connections = Clients.openAll(sourceOf(input), settings)
-  const { kv: kvClient, publisher, subscriber } = connections
-  const pubGate = new Clients.ReadyGate(publisher, "pub")
-  const pub = new Clients.Publisher(publisher, pubGate, timing.offlineTimeoutMs)
-  const kvGate = new Clients.ReadyGate(kvClient, "kv")
-  const scripts = Scripts.install(kvClient)
+  const connection = Connection.open(sourceOf(input), settingsOf(options), timingOf(options))
+  const { subscriber } = connection
+  const scripts = Scripts.install(connection.kv)
 
   const errorListeners = new Set<(error: unknown) => void>()
   const reportError = (error: Error) => {
     for (const listener of Array.from(errorListeners)) listener(error)
   }
-  const unwatch = Errors.watch([[publisher, "pub"], [subscriber, "sub"], [kvClient, "kv"]], reportError)
+  const unwatch = connection.watch(["pub", "sub", "kv"], reportError)
 
-  let closing: Promise<void> | undefined
   const closed = () => Promise.reject(new Error("the ioredis adapter is closed"))
-  const clean = (error: unknown) => Promise.reject(Errors.sanitize(error))
-  const onKv = <A>(f: () => Promise<A>): Promise<A> =>
-    closing !== undefined ? closed() : kvGate.run(timing.offlineTimeoutMs, f).catch(clean)
-
-  const withTimeout = <A>(what: string, promise: Promise<A>, ms: number): Promise<A> => {
-    let timer: ReturnType<typeof setTimeout> | undefined
-    return Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`${what} not confirmed within ${ms} ms (status: ${subscriber.status}); it completes when the connection is back`)),
-          ms
-        )
-      })
-    ]).finally(() => clearTimeout(timer))
-  }
-
   const kv = {
-    incr: (key: string) => onKv(() => kvClient.incr(key)),
-    expire: (key: string, seconds: number) => onKv(() => kvClient.expire(key, Scripts.seconds(seconds))),
-    pexpire: (key: string, ms: number) => onKv(() => kvClient.pexpire(key, Math.ceil(ms)))
+    incr: (key: string) => connection.kvPromise((c) => c.incr(key)),
+    expire: (key: string, seconds: number) => connection.kvPromise((c) => c.expire(key, Scripts.seconds(seconds))),
+    pexpire: (key: string, ms: number) => connection.kvPromise((c) => c.pexpire(key, Math.ceil(ms)))
   }
+  // a refused SUBSCRIBE may carry the failed AUTH's arguments: redacted, as every command's
+  const clean = (error: unknown) => Promise.reject(Errors.sanitize(error))
 
   const adapter = {
-    publish: (channel: string, message: string) =>
-      closing !== undefined ? closed() : pub.publish(channel, message).catch(clean),
+    publish: (channel: string, message: string) => connection.publishPromise(channel, message),
     subscribe: (channel: string) => {
-      if (closing !== undefined) return closed()
+      if (connection.closed) return closed()
       const pending = subscriber.subscribe(channel)
       pending.catch(() => {})
-      return withTimeout(`SUBSCRIBE ${channel}`, pending, timing.subscribeTimeoutMs).then(() => undefined, clean)
+      return connection.confirm(`SUBSCRIBE ${channel}`, pending).then(() => undefined, clean)
     },
     unsubscribe: (channel: string) =>
-      closing !== undefined
+      connection.closed
         ? Promise.resolve()
-        : withTimeout(`UNSUBSCRIBE ${channel}`, subscriber.unsubscribe(channel), timing.subscribeTimeoutMs).then(
-          () => undefined,
-          clean
-        ),
+        : connection.confirm(`UNSUBSCRIBE ${channel}`, subscriber.unsubscribe(channel)).then(() => undefined, clean),
     on: (event: string, listener: (...args: Array<never>) => void) => {
       if (event === "message") subscriber.on("message", listener as (channel: string, message: string) => void)
       else if (event === "error") errorListeners.add(listener as (error: unknown) => void)
@@ -192,21 +178,15 @@ export const createIORedisAdapter = (
       else if (event === "error") errorListeners.delete(listener as (error: unknown) => void)
       return adapter
     },
-    close: () => {
-      if (closing === undefined) {
-        closing = Clients.closeAll(connections).finally(() => {
-          unwatch()
-          pubGate.detach()
-          kvGate.detach()
-          errorListeners.clear()
-        })
-      }
-      return closing
-    },
+    close: () =>
+      connection.close().finally(() => {
+        unwatch()
+        errorListeners.clear()
+      }),
     ...kv,
-    incrExpire: (key: string, ttlSeconds: number) => onKv(() => scripts.incrExpire(key, ttlSeconds)),
+    incrExpire: (key: string, ttlSeconds: number) => connection.kvPromise(() => scripts.incrExpire(key, ttlSeconds)),
     kv,
-    [Shared.ConnectionsKey]: { connections, timing }
+    [ConnectionKey]: connection
   }
   return adapter as unknown as IORedisAdapter
 }

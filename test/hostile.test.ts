@@ -526,9 +526,9 @@ describe("user callbacks that throw (issue 13, item 5)", () => {
 
   it("SseKify.make: options whose reading throws are a defect, not an InvalidInput", async () => {
     const options = { get channel(): string { throw new TypeError("channel getter threw") } }
-    const exit = await Effect.runPromiseExit(Effect.scoped(Effect.provide(SseKify.make(options as never), Transport.layerNone)))
+    const exit = await Effect.runPromiseExit(Effect.scoped(Effect.provide(SseKify.make(options as never), SseKify.layerStores().pipe(Layer.provideMerge(Transport.layerNone)))))
     expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
-    const bad = await Effect.runPromiseExit(Effect.scoped(Effect.provide(SseKify.make({ retryMs: -1 }), Transport.layerNone)))
+    const bad = await Effect.runPromiseExit(Effect.scoped(Effect.provide(SseKify.make({ retryMs: -1 }), SseKify.layerStores().pipe(Layer.provideMerge(Transport.layerNone)))))
     expect(failureOf(bad)).toMatchObject({ _tag: "InvalidInput", field: "retryMs" })
   })
 })

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest"
 import { MemoryReplay } from "../src/internal/replay.js"
-import { SequencerImpl } from "../src/internal/sequencer.js"
+import { SequencerState as SequencerImpl } from "../src/internal/sequencer.js"
 import * as Option from "effect/Option"
 
 /** mulberry32: a small seeded PRNG so failures reproduce. */

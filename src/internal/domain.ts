@@ -12,7 +12,7 @@ import type { Http2ServerRequest } from "node:http2"
 import type * as Envelope from "../Envelope.js"
 import type { SseKifyError } from "../Errors.js"
 import type { ConnectionLimitScope, PresenceOptions } from "../Presence.js"
-import type { RedisKvLike } from "../Transport.js"
+import type { RedisKvLike } from "../Sequencer.js"
 
 /**
  * The Node response a connection is made on: `http.ServerResponse` (Express `res`,

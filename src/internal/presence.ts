@@ -17,8 +17,6 @@ import type * as Scope from "effect/Scope"
 import type { ConnectionHandle, NodeResponse, SseKifyEvent } from "./domain.js"
 import { InvalidInput, LimitExceeded, type TransportError } from "../Errors.js"
 import * as Presence from "../Presence.js"
-import type { TransportService } from "../Transport.js"
-
 /**
  * A registration under the cluster-wide cap: the registration path calls it once its
  * local checks passed; `open` sets the SSE headers and attaches.
@@ -380,13 +378,13 @@ const squashFail = (cause: import("effect/Cause").Cause<TransportError>): Transp
 }
 
 /**
- * Starts presence for an engine when the options ask for it: needs the Redis
- * transport's presence store (`InvalidInput` otherwise). The scope stops it (after the
+ * Starts presence for an engine when the options ask for it: needs a presence store
+ * (`Presence.Store` in the context) (`InvalidInput` otherwise). The scope stops it (after the
  * connections were closed: the caller acquires it before the shutdown finalizer).
  */
 export const make = (
   engine: PresenceHost,
-  transport: TransportService,
+  store: Option.Option<Presence.PresenceStore>,
   every: (ms: number, tick: () => void) => () => void,
   now: () => number,
   refuse: TrackerDeps["refuse"]
@@ -395,7 +393,7 @@ export const make = (
     const options = engine.options
     if (options.presence === undefined) return Effect.succeed(undefined)
     const presenceOptions = options.presence
-    return Option.match(Presence.storeOf(transport), {
+    return Option.match(store, {
       onNone: () =>
         Effect.fail(
           new InvalidInput({

@@ -26,25 +26,48 @@ class Ring {
   prev: Ring | undefined = undefined
   next: Ring | undefined = undefined
 
-  constructor(readonly userId: string, readonly capacity: number, now: number) {
+  /** The order keys of the frames (a buffer shared by instances only: its dedup). */
+  readonly orders: Array<number> | undefined
+
+  constructor(readonly userId: string, readonly capacity: number, now: number, shared: boolean) {
     this.ids = new Array(capacity)
     this.frames = new Array(capacity)
+    this.orders = shared ? new Array(capacity) : undefined
     this.lastActive = now
   }
 
-  push(id: string, frame: Uint8Array): void {
+  push(id: string, frame: Uint8Array, order: number): void {
     const cap = this.capacity
+    let i: number
     if (this.length < cap) {
-      const i = (this.start + this.length) % cap
-      this.ids[i] = id
-      this.frames[i] = frame
+      i = (this.start + this.length) % cap
       this.length++
     } else {
-      this.ids[this.start] = id
-      this.frames[this.start] = frame
+      i = this.start
       this.start = (this.start + 1) % cap
       this.overflowed = true
     }
+    this.ids[i] = id
+    this.frames[i] = frame
+    if (this.orders !== undefined) this.orders[i] = order
+  }
+
+  /**
+   * Whether the frame of order key `order` and id `id` is here (recorded by another
+   * instance sharing the buffer). Scans from the newest while the keys are not older:
+   * one compare in the usual case.
+   */
+  has(id: string, order: number): boolean {
+    const orders = this.orders
+    if (orders === undefined) return false
+    const cap = this.capacity
+    for (let k = this.length - 1; k >= 0; k--) {
+      const i = (this.start + k) % cap
+      const o = orders[i]!
+      if (o < order) return false
+      if (o === order && this.ids[i] === id) return true
+    }
+    return false
   }
 
   /** Frames after the last occurrence of `id`, or undefined when `id` is not here. */
@@ -75,6 +98,12 @@ export interface MemoryReplayOptions {
   readonly maxUsers: number
   /** Record frames for users without a connection who still have a ring. */
   readonly recordOffline: boolean
+  /**
+   * Several instances share the buffer: a frame is kept once whichever of them records
+   * it (by its order key and id), and one that came off the bus for a user without a
+   * connection is left to its publisher (who records it), as with Redis.
+   */
+  readonly shared?: boolean | undefined
 }
 
 export class MemoryReplay {
@@ -145,33 +174,41 @@ export class MemoryReplay {
     this.rings.delete(ring.userId)
   }
 
-  record(userId: string, id: string, frame: Uint8Array, now: number, stamp?: number): void {
+  record(userId: string, id: string, frame: Uint8Array, now: number, stamp?: number, order = 0): void {
     if (!this.enabled) return
     let ring = this.live(userId, now)
     if (ring === undefined) {
-      ring = new Ring(userId, this.options.size, now)
+      ring = new Ring(userId, this.options.size, now, this.options.shared === true)
       this.gone.delete(userId)
       this.rings.set(userId, ring)
       this.append(ring)
     } else {
       if (stamp !== undefined && ring.stamp === stamp) return
       this.touch(ring, now)
+      if (ring.orders !== undefined && ring.has(id, order)) return
     }
     if (stamp !== undefined) ring.stamp = stamp
-    ring.push(id, frame)
+    ring.push(id, frame, order)
     if (this.rings.size > this.options.maxUsers) this.evictOldest(now)
   }
 
   /** Records one frame for many users (each once), with one clock read for all. */
-  recordAll(userIds: Iterable<string>, id: string, frame: Uint8Array, now: number): void {
+  recordAll(userIds: Iterable<string>, id: string, frame: Uint8Array, now: number, order = 0): void {
     if (!this.enabled) return
     const stamp = this.nextStamp()
-    for (const userId of userIds) this.record(userId, id, frame, now, stamp)
+    for (const userId of userIds) this.record(userId, id, frame, now, stamp, order)
   }
 
-  /** A frame with an id for a user without a connection on this instance. */
-  offline(userId: string, id: string, frame: Uint8Array, now: number): void {
+  /**
+   * A frame with an id for a user without a connection on this instance (`published`:
+   * this instance published it). Shared: its publisher records it, the others leave it.
+   */
+  offline(userId: string, id: string, frame: Uint8Array, now: number, published = true, order = 0): void {
     if (!this.enabled) return
+    if (this.options.shared === true) {
+      if (published) this.record(userId, id, frame, now, undefined, order)
+      return
+    }
     const ring = this.live(userId, now)
     if (ring === undefined) return
     if (this.options.recordOffline) this.record(userId, id, frame, now)

@@ -6,8 +6,7 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { SeqKvFallback, type TransportError } from "../Errors.js"
-import type { SequencerCounters } from "../Sequencer.js"
-import type { Kv } from "../Transport.js"
+import type { Kv, SequencerCounters, SequencerService } from "../Sequencer.js"
 
 export interface SequencerOptions {
   /** First value of a key: 0 or 1. */
@@ -29,7 +28,11 @@ interface Entry {
   lastAt: number
 }
 
-export class SequencerImpl {
+/** What the engine uses of a sequencer (any `Sequencer` service). */
+export type SequencerImpl = Pick<SequencerService, "nextLocal" | "next" | "counters">
+
+/** The state of one sequencer: its in-memory counters and, optionally, a global store. */
+export class SequencerState {
   private readonly local = new Map<string, Entry>()
   readonly counters: SequencerCounters = { seqIncrsLocal: 0, seqIncrsRedis: 0, lastSeqKvFallbackAt: 0 }
   private warnedNoKv = false

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe } from "vitest"
 import { IORedisMissingError, loadFrom, missingMessage } from "../../src/internal/redis/ioredis.js"
 import { ConnectionsKey, createIORedisAdapter, type IORedisAdapter } from "../../src/redisAdapter.js"
 import * as RedisTransport from "../../src/RedisTransport.js"
-import { makeMemoryBus } from "../../src/Transport.js"
+import { createMemoryBus } from "../../src/Transport.js"
 import {
   type RedisCluster,
   type RedisServer,
@@ -259,7 +259,7 @@ describe.skipIf(!redisAvailable())("createIORedisAdapter", () => {
 
   it.scopedLive("RedisTransport.fromAdapter on any other RedisLike falls back to the generic transport", () =>
     Effect.gen(function*() {
-      const bus = makeMemoryBus()
+      const bus = createMemoryBus()
       const adapter = bus.adapter()
       expect(RedisTransport.isIORedisAdapter(adapter)).toBe(false)
       const t = yield* RedisTransport.fromAdapter(adapter)

@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { afterAll, beforeAll, describe } from "vitest"
 import * as RedisTransport from "../../src/RedisTransport.js"
+import * as Sequencer from "../../src/Sequencer.js"
 import { Transport } from "../../src/Transport.js"
 import { type RedisSentinel, redisAvailable, startSentinel, stopAll } from "../support/redisServer.js"
 import { collector, eventually, unique } from "./helpers.js"
@@ -37,7 +38,7 @@ describe.skipIf(!redisAvailable())("RedisTransport (Sentinel)", () => {
         yield* t.subscribe(channel, got.handlers)
         yield* t.publish(channel, "via sentinel")
         yield* eventually("the message", () => got.messages.length === 1)
-        expect(yield* Option.getOrThrow(t.kv).incrExpire(unique("k"), 30)).toBe(1)
+        expect(yield* (yield* Sequencer.Store).incrExpire(unique("k"), 30)).toBe(1)
       }).pipe(
         Effect.scoped,
         Effect.provide(RedisTransport.layerConfig().pipe(Layer.provide(Layer.setConfigProvider(provider))))

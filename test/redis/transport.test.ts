@@ -13,11 +13,12 @@ import { inspect } from "node:util"
 import { afterAll, beforeAll, describe } from "vitest"
 import { TransportError } from "../../src/Errors.js"
 import * as RedisTransport from "../../src/RedisTransport.js"
-import { Transport, type TransportService } from "../../src/Transport.js"
+import * as Sequencer from "../../src/Sequencer.js"
+import { Transport } from "../../src/Transport.js"
 import { redisAvailable, redisCli, type RedisServer, startRedis, stopAll } from "../support/redisServer.js"
 import { awaitClients, clientNames, collector, eventually, eventuallyEffect, info, tcpSockets, unique } from "./helpers.js"
 
-const kvOf = (t: TransportService) => Option.getOrThrow(t.kv)
+const kvOf = (t: RedisTransport.RedisTransportService) => Option.getOrThrow(t.kv)
 
 describe.skipIf(!redisAvailable())("RedisTransport (single node)", () => {
   let server: RedisServer
@@ -204,7 +205,7 @@ describe.skipIf(!redisAvailable())("RedisTransport (single node)", () => {
         yield* t.subscribe(channel, received.handlers)
         yield* t.publish(channel, "through config")
         yield* eventually("message through the configured transport", () => received.messages.length === 1)
-        expect(yield* Option.getOrThrow(t.kv).incrExpire(unique("k"), 10)).toBe(1)
+        expect(yield* (yield* Sequencer.Store).incrExpire(unique("k"), 10)).toBe(1)
       }).pipe(
         Effect.scoped,
         Effect.provide(RedisTransport.layerConfig().pipe(Layer.provide(Layer.setConfigProvider(provider))))
@@ -267,7 +268,7 @@ describe.skipIf(!redisAvailable())("RedisTransport (single node)", () => {
       expect((yield* kv.list(keys[0]!)).length).toBe(0)
       expect((yield* kv.list(keys[2]!)).length).toBe(3)
       // not a Redis transport: no RedisKv
-      const { makeMemoryBus, memory } = yield* Effect.promise(() => import("../../src/Transport.js"))
-      expect(Option.isNone(RedisTransport.redisKv(memory(makeMemoryBus())))).toBe(true)
+      const { createMemoryBus } = yield* Effect.promise(() => import("../../src/Transport.js"))
+      expect(Option.isNone(RedisTransport.redisKv(yield* RedisTransport.fromAdapter(createMemoryBus().adapter())))).toBe(true)
     }))
 })

@@ -6,9 +6,9 @@
 import * as Duration from "effect/Duration"
 import * as Redacted from "effect/Redacted"
 import type { RedisOptions } from "ioredis"
-import type { CommonOptions } from "../../RedisTransport.js"
+import type { CommonOptions } from "../../RedisConnection.js"
 import type { Settings } from "./clients.js"
-import type { Timing } from "./transport.js"
+import type { Timing } from "./connection.js"
 
 const millis = (input: Duration.DurationInput | undefined, fallback: number): number =>
   input === undefined ? fallback : Duration.toMillis(Duration.decode(input))

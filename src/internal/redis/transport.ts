@@ -1,32 +1,19 @@
 /**
- * The `Transport` service over three ioredis connections.
+ * The `Transport` service over a Redis connection (its publisher and subscriber).
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { TransportError } from "../../Errors.js"
-import type { RedisKv } from "../../RedisTransport.js"
 import type { Handlers, TransportService } from "../../Transport.js"
-import { type Connections, Publisher, ReadyGate } from "./clients.js"
+import type { RedisConnectionService } from "../../RedisConnection.js"
 import * as Errors from "./errors.js"
-import * as PresenceScripts from "./presence.js"
-import * as Scripts from "./scripts.js"
-import type { PresenceStore } from "../../Presence.js"
 
-/** Timing of the transport, in milliseconds. */
-export interface Timing {
-  /** How long publish / KV wait for a (re)connecting connection before failing. */
-  readonly offlineTimeoutMs: number
-  /** How long `subscribe` waits for Redis to confirm the subscription. */
-  readonly subscribeTimeoutMs: number
-}
-
-/** What {@link make} returns: the service, and `release` to detach it from the connections. */
+/** What {@link make} returns: the service, and `release` to detach it from the connection. */
 export interface Built {
   readonly service: TransportService
-  /** Removes every listener the transport put on the connections (does not close them). */
+  /** Removes every listener the transport put on the connection (does not close it). */
   readonly release: () => void
 }
 
@@ -37,12 +24,10 @@ interface Entry {
 /**
  * Builds the transport on `connections`. The subscriber's connection errors go to the
  * `onError` of every current subscription, deduplicated per outage (see `errors.ts`).
+ * Each subscription waits for Redis' confirmation at most the subscribe timeout.
  */
-export const make = (connections: Connections, timing: Timing): Built => {
-  const { kv: kvClient, publisher, subscriber } = connections
-  const pubGate = new ReadyGate(publisher, "pub")
-  const pub = new Publisher(publisher, pubGate, timing.offlineTimeoutMs)
-  const kvGate = new ReadyGate(kvClient, "kv")
+export const make = (connection: RedisConnectionService): Built => {
+  const { subscriber } = connection
   const channels = new Map<string, Set<Entry>>()
   let released = false
   /** The pending or done SUBSCRIBE of each channel with subscribers. */
@@ -73,13 +58,9 @@ export const make = (connections: Connections, timing: Timing): Built => {
   }
   const ignore = () => {}
 
-  const unwatch = Errors.watch([[subscriber, "sub"]], (error) =>
+  const unwatch = connection.watch(["sub"], (error) =>
     reportAll(new TransportError({ operation: "subscriber", cause: error })))
   subscriber.on("message", onMessage)
-  // Errors of the publisher and KV connections surface as failed commands; a listener
-  // keeps ioredis from printing them as unhandled.
-  publisher.on("error", ignore)
-  kvClient.on("error", ignore)
 
   const subscribeChannel = (channel: string): Promise<unknown> => {
     let pending = subscribed.get(channel)
@@ -101,40 +82,20 @@ export const make = (connections: Connections, timing: Timing): Built => {
     subscriber.unsubscribe(channel).catch(ignore)
   }
 
+  // Never rejects: a refused or unconfirmed SUBSCRIBE is told to the subscriber, and
+  // the subscription completes in the background when Redis is back.
   const waitSubscribed = (channel: string, handlers: Handlers): Promise<void> =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        tell(
-          handlers,
-          new TransportError({
-            operation: "subscribe",
-            cause: new Error(
-              `Redis did not confirm SUBSCRIBE ${channel} within ${timing.subscribeTimeoutMs} ms (status: ${subscriber.status}); it completes when the connection is back`
-            )
-          })
-        )
-        resolve()
-      }, timing.subscribeTimeoutMs)
-      subscribeChannel(channel).then(
-        () => {
-          clearTimeout(timer)
-          resolve()
-        },
-        (cause) => {
-          clearTimeout(timer)
-          tell(handlers, new TransportError({ operation: "subscribe", cause: Errors.sanitize(cause) }))
-          resolve()
-        }
-      )
-    })
+    connection.confirm(`SUBSCRIBE ${channel}`, subscribeChannel(channel)).then(
+      () => undefined,
+      (cause: unknown) => tell(handlers, new TransportError({ operation: "subscribe", cause: Errors.sanitize(cause) }))
+    )
 
-  const closedError = () => Promise.reject(new Error("the Redis transport is closed"))
 
+  const closed = Effect.fail(
+    new TransportError({ operation: "publish", cause: new Error("the Redis transport is closed") })
+  )
   const publish = (channel: string, message: string): Effect.Effect<void, TransportError> =>
-    Effect.tryPromise({
-      try: () => released ? closedError() : pub.publish(channel, message),
-      catch: (cause) => new TransportError({ operation: "publish", cause: Errors.sanitize(cause) })
-    }).pipe(Effect.asVoid)
+    Effect.suspend(() => released ? closed : Effect.asVoid(connection.publish(channel, message)))
 
   const register = (channel: string, handlers: Handlers): Entry => {
     const entry: Entry = { handlers }
@@ -167,56 +128,16 @@ export const make = (connections: Connections, timing: Timing): Built => {
       ).pipe(Effect.zipRight(Effect.promise(() => waitSubscribed(channel, handlers))))
     })
 
-  const scripts = Scripts.install(kvClient)
-  const onKv = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, TransportError> =>
-    Effect.tryPromise({
-      try: () => released ? closedError() : kvGate.run(timing.offlineTimeoutMs, f),
-      catch: (cause) => new TransportError({ operation, cause: Errors.sanitize(cause) })
-    })
-  const kv: RedisKv = {
-    incrExpire: (key, ttlSeconds) => onKv("incrExpire", () => scripts.incrExpire(key, ttlSeconds)),
-    expire: (key, ttlSeconds) => Effect.asVoid(onKv("expire", () => kvClient.expire(key, Scripts.seconds(ttlSeconds)))),
-    // one script per key, all written at once (pipelined: one round trip; on a Cluster,
-    // one batch per node, so keys need not share a slot)
-    appendCapped: (entries, maxLength, ttlMs) =>
-      Effect.asVoid(onKv("appendCapped", () =>
-        Promise.all(entries.map(([key, value, score]) => scripts.appendCapped(key, value, score, maxLength, ttlMs))))),
-    list: (key) => onKv("list", () => kvClient.zrangeBuffer(key, 0, -1)),
-    del: (keys) =>
-      Effect.asVoid(onKv("del", () => Promise.all(keys.map((key) => kvClient.del(key)))))
-  }
-
-  // -- presence (Presence.ts): separate from the bus and replay commands ---------
-  const presenceScripts = PresenceScripts.install(kvClient)
-  const presence: PresenceStore = {
-    admit: (key, member, ttlMs, max, closeOldest) =>
-      onKv("presence.admit", () => presenceScripts.admit(key, member, ttlMs, max, closeOldest)),
-    beat: (entries, ttlMs) =>
-      onKv("presence.beat", () =>
-        Promise.all(entries.map(([key, members]) => presenceScripts.beat(key, members, ttlMs))).then((all) => all.flat())),
-    remove: (entries) =>
-      Effect.asVoid(onKv("presence.remove", () =>
-        Promise.all(entries.map(([key, members]) => presenceScripts.remove(key, members))))),
-    count: (key) => onKv("presence.count", () => presenceScripts.count(key))
-  }
-  const kvWithPresence: RedisKv & { readonly presence: PresenceStore } = { ...kv, presence }
-  // ------------------------------------------------------------------------------
-
   const service: TransportService = {
     kind: "redis",
     publish,
-    subscribe,
-    kv: Option.some(kvWithPresence)
+    subscribe
   }
 
   const release = () => {
     released = true
     unwatch()
     subscriber.off("message", onMessage)
-    publisher.off("error", ignore)
-    kvClient.off("error", ignore)
-    pubGate.detach()
-    kvGate.detach()
     channels.clear()
   }
 
