@@ -20,12 +20,8 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
-import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type {
@@ -48,11 +44,10 @@ import {
   type ShuttingDown,
   type TransportError
 } from "./Errors.js"
-import { Engine, refuse } from "./internal/engine.js"
-import { EngineKey, makeService } from "./internal/service.js"
-import * as Presence from "./internal/presence.js"
-import { type ClusterQuery, type InstanceQuery, type PresenceError, Store as PresenceStore } from "./Presence.js"
-import { resolve } from "./internal/options.js"
+import type { Engine } from "./internal/engine.js"
+import { EngineKey } from "./internal/service.js"
+import * as internal from "./internal/sseKify.js"
+import type { ClusterQuery, InstanceQuery, PresenceError } from "./Presence.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
 import * as Sequencer from "./Sequencer.js"
 import { Transport } from "./Transport.js"
@@ -250,17 +245,6 @@ export interface Internal {
   readonly unrefTimers?: boolean
 }
 
-// Only an option the checks refused is an InvalidInput; anything else thrown while
-// reading the options (a getter, a proxy) is a defect, not relabelled.
-const resolveOptions = (options: Options | undefined) =>
-  Effect.suspend(() => {
-    try {
-      return Effect.succeed(resolve(options))
-    } catch (e) {
-      return e instanceof InvalidInput ? Effect.fail(e) : Effect.die(e)
-    }
-  })
-
 /**
  * Makes the service on the backends of the context, as `RateLimiter.make` takes its
  * store: the `Transport` (the bus), the `ReplayBuffer` and the `Sequencer` (see
@@ -273,92 +257,14 @@ const resolveOptions = (options: Options | undefined) =>
  * @since 0.2.0
  * @category constructors
  */
-export const make = (
+export const make: (
   options?: LayerOptions,
   internal?: Internal
-): Effect.Effect<
+) => Effect.Effect<
   SseKifyService,
   InvalidInput,
   Transport | ReplayBuffer.ReplayBuffer | Sequencer.Sequencer | Scope.Scope
-> =>
-  Effect.gen(function*() {
-    const resolved = yield* resolveOptions(options)
-    const transport = yield* Transport
-    const clock = yield* Effect.clock
-    const now = () => clock.unsafeCurrentTimeMillis()
-    const runFork = yield* FiberSet.makeRuntime<never, void, never>()
-
-    const timers = new Set<NodeJS.Timeout>()
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        for (const timer of timers) clearInterval(timer)
-        timers.clear()
-      })
-    )
-    const every = internal?.unrefTimers
-      ? (ms: number, tick: () => void) => {
-        const timer = setInterval(tick, ms)
-        timer.unref()
-        timers.add(timer)
-        return () => {
-          clearInterval(timer)
-          timers.delete(timer)
-        }
-      }
-      : (ms: number, tick: () => void) => {
-        const fiber = runFork(Effect.forever(Effect.zipRight(Effect.sleep(ms), Effect.sync(tick))))
-        return () => fiber.unsafeInterruptAsFork(FiberId.none)
-      }
-
-    // The stores: taken from the context; what they report goes to this instance.
-    const sequencer = yield* Sequencer.Sequencer
-    const replay = yield* ReplayBuffer.ReplayBuffer
-    const presenceStore = yield* Effect.serviceOption(PresenceStore)
-
-    const engine = new Engine({
-      options: resolved,
-      transport,
-      replay,
-      sequencer,
-      now,
-      every,
-      fork: (effect) => void runFork(effect)
-    })
-    const e = engine
-    if (sequencer.subscribeErrors !== undefined) yield* sequencer.subscribeErrors((warning) => e.report(warning))
-    if (replay.subscribeErrors !== undefined) yield* replay.subscribeErrors((error) => e.report(error))
-    // Before the shutdown finalizer below, so it is released after the connections closed.
-    const presence = yield* Presence.make(e, presenceStore, every, now, refuse)
-
-    // The bus subscription registers its handlers at once (synchronously: an in-process
-    // bus sees the next publish) and may wait for the broker's confirmation in the
-    // background; `ready` waits for it.
-    const layerScope = yield* Effect.scope
-    const runtime = yield* Effect.runtime<never>()
-    const subscription = Runtime.runFork(runtime)(
-      transport.subscribe(resolved.channel, {
-        onMessage: (raw) => e.receive(raw),
-        onError: (error) => e.report(error)
-      }).pipe(Scope.extend(layerScope)),
-      { immediate: true }
-    )
-    yield* Effect.addFinalizer(() => Fiber.interrupt(subscription))
-    const ready = Effect.asVoid(Fiber.await(subscription))
-
-    // One housekeeping ticker: replay TTL and idle seq keys.
-    const sweepMs = Math.max(10_000, Math.min(resolved.recentTTLMs > 0 ? resolved.recentTTLMs : 60_000, resolved.seqTTLSeconds > 0 ? resolved.seqTTLSeconds * 1000 : 60_000, 60_000))
-    const sweepNow = () => Effect.runSync(Effect.zipRight(sequencer.sweep, replay.sweep))
-    const stopSweep = every(sweepMs, sweepNow)
-    yield* Effect.addFinalizer(() => Effect.sync(stopSweep))
-
-    yield* Effect.addFinalizer(() =>
-      Effect.suspend(() => (e.closedForGood ? Effect.void : e.shutdown(options?.shutdown))).pipe(
-        Effect.ensuring(Effect.sync(() => e.hub.stopTickers()))
-      )
-    )
-
-    return makeService(e, presence, replay, ready)
-  })
+> = internal.make
 
 
 /**
@@ -389,7 +295,7 @@ export const layerStores = (
   options?: Options
 ): Layer.Layer<ReplayBuffer.ReplayBuffer | Sequencer.Sequencer, InvalidInput, Transport> =>
   Layer.scopedContext(Effect.gen(function*() {
-    const resolved = yield* resolveOptions(options)
+    const resolved = yield* internal.resolveOptions(options)
     const transport = yield* Transport
     const sequencer = yield* Option.match(yield* Effect.serviceOption(Sequencer.Sequencer), {
       onSome: Effect.succeed,
