@@ -8,7 +8,7 @@ import type { AutoFieldsOptions, DropPolicy, FrameIdPolicy, Options, RegisterOpt
 import type { RedisKvLike } from "../Transport.js"
 import { Policy } from "./hub.js"
 import type { ConnectionLimitScope } from "../Presence.js"
-import { resolveOptions as resolvePresence, type ResolvedPresence } from "./presence.js"
+import { resolveOptions as resolvePresence, type ResolvedPresence } from "./presenceOptions.js"
 
 export const DEFAULTS = {
   channel: "ssekify:bus",

@@ -17,6 +17,7 @@ import type * as Scope from "effect/Scope"
 import type { ConnectionHandle, NodeResponse, SseKifyEvent } from "./domain.js"
 import { InvalidInput, LimitExceeded, type TransportError } from "../Errors.js"
 import * as Presence from "../Presence.js"
+import type { ResolvedPresence } from "./presenceOptions.js"
 /**
  * A registration under the cluster-wide cap: the registration path calls it once its
  * local checks passed; `open` sets the SSE headers and attaches.
@@ -43,58 +44,6 @@ export interface PresenceHost {
   closeConnection(connId: string, reason?: Error): boolean
   /** Installs (or, with `undefined`, removes) the cluster-wide admission hook. */
   setAdmission(admission: Admission | undefined): void
-}
-
-export const PRESENCE_DEFAULTS = { heartbeatMs: 10_000, ttlMs: 30_000 } as const
-
-export interface ResolvedPresence {
-  readonly heartbeatMs: number
-  readonly ttlMs: number
-  readonly keyPrefix: string | undefined
-}
-
-const fail = (field: string, reason: string): never => {
-  throw new InvalidInput({ field, reason })
-}
-
-const describe = (value: unknown): string =>
-  value === null ? "null" : typeof value === "string" ? `'${value.slice(0, 40)}'` : typeof value === "object" ? "an object" : String(value)
-
-const positive = (field: string, value: unknown, fallback: number): number => {
-  if (value === undefined) return fallback
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    return fail(field, `must be a finite number > 0, got ${describe(value)}`)
-  }
-  return Math.ceil(value)
-}
-
-/** Validates `presence` and `connectionLimitScope` (a cluster scope turns presence on). */
-export const resolveOptions = (
-  presence: unknown,
-  scope: unknown
-): { readonly presence: ResolvedPresence | undefined; readonly connectionLimitScope: Presence.ConnectionLimitScope } => {
-  const connectionLimitScope = scope === undefined
-    ? "instance"
-    : scope === "instance" || scope === "cluster"
-    ? scope
-    : fail("connectionLimitScope", `must be 'instance' or 'cluster', got ${describe(scope)}`)
-  if (presence === undefined || presence === false || presence === null) {
-    return {
-      presence: connectionLimitScope === "cluster" ? { ...PRESENCE_DEFAULTS, keyPrefix: undefined } : undefined,
-      connectionLimitScope
-    }
-  }
-  if (presence === true) return { presence: { ...PRESENCE_DEFAULTS, keyPrefix: undefined }, connectionLimitScope }
-  if (typeof presence !== "object") return fail("presence", `must be a boolean or an object, got ${describe(presence)}`)
-  const p = presence as Presence.PresenceOptions
-  const heartbeatMs = positive("presence.heartbeatMs", p.heartbeatMs, PRESENCE_DEFAULTS.heartbeatMs)
-  const ttlMs = positive("presence.ttlMs", p.ttlMs, Math.max(PRESENCE_DEFAULTS.ttlMs, 3 * heartbeatMs))
-  if (ttlMs < 2 * heartbeatMs) fail("presence.ttlMs", `must be at least 2 × presence.heartbeatMs (${2 * heartbeatMs}), got ${ttlMs}`)
-  const keyPrefix = p.keyPrefix
-  if (keyPrefix !== undefined && (typeof keyPrefix !== "string" || keyPrefix.length === 0)) {
-    fail("presence.keyPrefix", `must be a non-empty string, got ${describe(keyPrefix)}`)
-  }
-  return { presence: { heartbeatMs, ttlMs, keyPrefix }, connectionLimitScope }
 }
 
 interface Entry {
