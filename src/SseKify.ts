@@ -239,12 +239,6 @@ export interface LayerOptions extends Options {
   readonly shutdown?: ShutdownOptions | undefined
 }
 
-/** @internal */
-export interface Internal {
-  /** Background timers do not keep the process alive (the facade). */
-  readonly unrefTimers?: boolean
-}
-
 /**
  * Makes the service on the backends of the context, as `RateLimiter.make` takes its
  * store: the `Transport` (the bus), the `ReplayBuffer` and the `Sequencer` (see
@@ -257,15 +251,13 @@ export interface Internal {
  * @since 0.2.0
  * @category constructors
  */
-export const make: (
-  options?: LayerOptions,
-  internal?: Internal
-) => Effect.Effect<
+export const make = (
+  options?: LayerOptions
+): Effect.Effect<
   SseKifyService,
   InvalidInput,
   Transport | ReplayBuffer.ReplayBuffer | Sequencer.Sequencer | Scope.Scope
-> = internal.make
-
+> => internal.make(options)
 
 /**
  * The engine behind a service made by {@link make} (for the `SSEKify` facade).

@@ -33,11 +33,11 @@ import {
   unwrapDefect
 } from "./internal/facade.js"
 import { resolve as resolveOptions } from "./internal/options.js"
+import { make as makeService } from "./internal/sseKify.js"
 import { isResponse } from "./internal/registration.js"
 import type { ClusterQuery, InstanceQuery } from "./Presence.js"
 import {
   layerStores,
-  make as makeService,
   type Options,
   type SendOptions,
   type ShutdownOptions,

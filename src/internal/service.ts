@@ -17,7 +17,8 @@ import { observeLatency, queueSnapshot } from "./metrics.js"
 import * as Presence from "./presence.js"
 
 /**
- * The engine behind a service (for `HttpSse` until it registers through the service).
+ * The engine behind a service: for `HttpSse` until it registers through the service,
+ * and for the soak's white-box checks. Not part of the API (no module exports it).
  *
  * @internal
  */

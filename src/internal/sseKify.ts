@@ -13,13 +13,19 @@ import { InvalidInput } from "../Errors.js"
 import { Store as PresenceStore } from "../Presence.js"
 import * as ReplayBuffer from "../ReplayBuffer.js"
 import * as Sequencer from "../Sequencer.js"
-import type { Internal, LayerOptions, SseKifyService } from "../SseKify.js"
+import type { LayerOptions, SseKifyService } from "../SseKify.js"
 import { Transport } from "../Transport.js"
 import type { Options } from "./domain.js"
 import { Engine, refuse } from "./engine.js"
 import { resolve } from "./options.js"
 import * as Presence from "./presence.js"
 import { makeService } from "./service.js"
+
+/** How the facade runs the service. */
+export interface Internal {
+  /** Background timers do not keep the process alive (the facade). */
+  readonly unrefTimers?: boolean
+}
 
 // Only an option the checks refused is an InvalidInput; anything else thrown while
 // reading the options (a getter, a proxy) is a defect, not relabelled.
