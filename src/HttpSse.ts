@@ -2,29 +2,29 @@
  * SSE endpoints on `@effect/platform` (`HttpRouter`, `HttpServer`, `NodeHttpServer`):
  * the same connection as `registerConnection` on a Node response — SSE headers,
  * `retry:`, heartbeats, `Last-Event-ID` replay, backpressure with the connection's
- * `dropPolicy`, 503 + `Retry-After` while not accepting, 400 on invalid input — as an
- * `HttpServerResponse` whose body streams the connection.
+ * `dropPolicy`, 503 + `Retry-After` while not accepting, 400 on invalid input.
  *
- * The connection lives as long as the response body: it is registered when the
- * server starts sending the body, removed when the client goes away (the server
- * interrupts the body), and the body ends when the connection is closed
- * (`sse.close(userId)`, shutdown, backpressure `'disconnect'`).
+ * On `@effect/platform-node`'s server the response the handler returns is sent by the
+ * platform's rules (status, headers and cookies after every middleware), then the
+ * connection is handed to the hub on the Node response itself once the request's fiber
+ * is done: it costs what a Node-path connection costs (no fiber, no stream per
+ * connection; the hub writes to the socket). On other servers (no Node response
+ * underneath) the response's body is a `Stream` of the connection: registered when the
+ * server starts sending the body, removed when the server interrupts it.
  *
  * ```ts
- * import { HttpRouter, HttpServer } from "@effect/platform"
+ * import { HttpRouter } from "@effect/platform"
  * import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
  * import { Layer } from "effect"
  * import { createServer } from "node:http"
- * import { SseKifyLive, Transport } from "ssekify"
+ * import { SseKify, Transport } from "ssekify"
  * import * as HttpSse from "ssekify/platform"
  *
  * const app = HttpRouter.empty.pipe(
  *   HttpRouter.get("/sse", HttpSse.handler({ rooms: ["global"] })) // ?userId=alice
  * )
- * // SseKify beside NodeHttpServer (both provided to the app): its shutdown ends the
- * // open streams before the HTTP server closes.
- * HttpServer.serve(app).pipe(
- *   Layer.provide(SseKifyLive),
+ * HttpSse.serve(app).pipe(
+ *   Layer.provide(SseKify.layer()),
  *   Layer.provide(Transport.layerNone),
  *   Layer.provide(NodeHttpServer.layer(createServer, { port: 3000 })),
  *   Layer.launch,
@@ -32,18 +32,22 @@
  * )
  * ```
  *
- * Shutdown order matters with `@effect/platform-node` (Effect-TS/effect#3922): the
- * HTTP server's release waits for every open response, and an SSE body only ends
- * when the `SseKify` layer shuts down. Build the `SseKify` layer after (or beside)
- * `NodeHttpServer.layer` — `Layer.provide(SseKifyLive)` before
- * `Layer.provide(NodeHttpServer.layer(...))` as above — so that it is released
- * first.
+ * Shutdown: `@effect/platform-node`'s server waits for every open response when its
+ * scope closes (Effect-TS/effect#3922). The SSE responses end then, whichever of the
+ * `SseKify` and server layers is released first: {@link serve} shuts the instance down
+ * (announce, grace, close) before the server closes; with `HttpServer.serve`, the
+ * server's `close()` starts the instance's shutdown for the connections handed to the
+ * hub. The grace period ends as soon as every client is gone.
  *
  * @since 0.2.0
  */
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
 import { InvalidInput, type LimitExceeded, ShuttingDown } from "./Errors.js"
@@ -51,6 +55,7 @@ import type { Engine } from "./internal/engine.js"
 import { lastEventIdFrom } from "./internal/lastEventId.js"
 import type { ResolvedConnection } from "./internal/options.js"
 import { connectionStream, DEFAULT_HIGH_WATER_MARK, underlyingResponse } from "./internal/platform.js"
+import { nodeResponseOf, offer, Pending, portableBody, preResponse } from "./internal/platformNode.js"
 import { SseKify, type SseKifyService, unsafeEngine } from "./SseKify.js"
 
 /**
@@ -226,8 +231,12 @@ export const stream = (
  * `LimitExceeded` over `maxConnections` / `maxConnectionsPerUser` (instance scope);
  * map them with {@link errorResponse} (or use {@link handler}, which does).
  *
- * The connection is registered when the server starts sending the body (it is the
- * body's lifetime); `onConnect` gets its handle then.
+ * On `NodeHttpServer` the connection is registered once the request's fiber is done
+ * (the platform has sent nothing but may have added headers: they are sent), on the
+ * Node response; elsewhere when the server starts sending the body (it is the body's
+ * lifetime). `onConnect` gets its handle then. A response replaced or rewrapped after
+ * `respond` (another body) registers nothing; a `HEAD` request gets the headers only.
+ * `highWaterMark` applies to the `Stream` body only (the Node response has its own).
  *
  * @since 0.2.0
  * @category constructors
@@ -242,12 +251,20 @@ export const respond = (
 > =>
   Effect.flatMap(SseKify, (sse) =>
     Effect.flatMap(prepare(sse, userId, options), ({ engine, hwm, resolved }) =>
-      Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
         const lastEventId = resolved.lastEventId ?? lastEventIdOf(request)
-        return HttpServerResponse.stream(
-          connectionStream(engine, userId, resolved, lastEventId, hwm, options?.onConnect, underlyingResponse(request)),
-          { status: 200, headers: responseHeaders(resolved.headers), contentType: contentTypeOf(resolved.headers) }
-        )
+        const init = { status: 200, headers: responseHeaders(resolved.headers), contentType: contentTypeOf(resolved.headers) }
+        const res = nodeResponseOf(request)
+        if (res === undefined) {
+          return Effect.succeed(HttpServerResponse.stream(
+            connectionStream(engine, userId, resolved, lastEventId, hwm, options?.onConnect, underlyingResponse(request)),
+            init
+          ))
+        }
+        const pending = new Pending(engine, userId, resolved, lastEventId, hwm, options?.onConnect, res)
+        const response = HttpServerResponse.stream(portableBody, init)
+        offer(response.body, pending)
+        return Effect.as(HttpApp.appendPreResponseHandler(preResponse), response)
       })))
 
 /** The SSE headers plus the connection's extra headers, checked by `Engine.check` (no `undefined` values left). */
@@ -293,3 +310,51 @@ export const handler = (
     }
     return respond(userId, register).pipe(Effect.catchAll((error) => Effect.succeed(errorResponse(error))))
   })
+
+/**
+ * Shuts the `SseKify` instance down (its layer's `shutdown` options: announce, grace,
+ * close) when this layer is released: provided to `HttpServer.serve(app)` it is
+ * released after the app stops being served and before the HTTP server closes, so
+ * the SSE responses have ended when `server.close()` waits for them.
+ */
+const shutdownBeforeServer: Layer.Layer<never, never, SseKify | HttpServer.HttpServer> = Layer.scopedDiscard(
+  Effect.flatMap(HttpServer.HttpServer, () =>
+    Effect.flatMap(SseKify, (sse) =>
+      Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          const engine = engineOf(sse)
+          return engine.closedForGood ? Effect.void : engine.shutdown(engine.layerShutdown)
+        })
+      )))
+)
+
+/**
+ * `HttpServer.serve(app)` for an app with SSE endpoints: the SSE responses get the
+ * shutdown event and end (the `SseKify` layer's `shutdown` options: announce, grace
+ * ended early when every client is gone, close) before the HTTP server closes, whatever
+ * the order in which the `SseKify` and server layers are provided.
+ *
+ * ```ts
+ * HttpSse.serve(app).pipe(
+ *   Layer.provide(SseKify.layer()),
+ *   Layer.provide(Transport.layerNone),
+ *   Layer.provide(NodeHttpServer.layer(createServer, { port: 3000 })),
+ *   Layer.launch,
+ *   NodeRuntime.runMain
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const serve = <E, R>(
+  app: HttpApp.Default<E, R>,
+  middleware?: (app: HttpApp.Default) => HttpApp.Default
+): Layer.Layer<
+  never,
+  never,
+  SseKify | HttpServer.HttpServer | Exclude<R, HttpServerRequest.HttpServerRequest | Scope.Scope>
+> =>
+  (middleware === undefined ? HttpServer.serve(app) : HttpServer.serve(app, middleware as never)).pipe(
+    Layer.provide(shutdownBeforeServer)
+  ) as Layer.Layer<never, never, SseKify | HttpServer.HttpServer | Exclude<R, HttpServerRequest.HttpServerRequest | Scope.Scope>>

@@ -50,7 +50,7 @@ import * as internal from "./internal/sseKify.js"
 import type { ClusterQuery, InstanceQuery, PresenceError } from "./Presence.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
 import * as Sequencer from "./Sequencer.js"
-import { Transport } from "./Transport.js"
+import { createMemoryBus, layerMemory, type MemoryBus, Transport } from "./Transport.js"
 
 export type {
   AutoField,
@@ -398,3 +398,25 @@ export const envConfig: Config.Config<LayerOptions> = Config.all({
  * @category layers
  */
 export const SseKifyLive: Layer.Layer<SseKify, InvalidInput | ConfigError.ConfigError, Transport> = layerConfig(envConfig)
+
+/**
+ * The service for tests: no shutdown grace (`shutdown.graceMs` 0 unless given), on an
+ * in-memory bus (`bus`, else a new one per build: pass one bus to several `layerTest`
+ * layers and they talk as instances on Redis would). Needs nothing; its release
+ * finishes at once, under `TestClock` too (`it.scoped`, `it.effect`).
+ *
+ * ```ts
+ * it.scoped("notifies alice", () =>
+ *   Effect.gen(function*() {
+ *     const sse = yield* SseKify.SseKify
+ *     expect(yield* sse.sendToUser("alice", { hi: 1 })).toBe(0)
+ *   }).pipe(Effect.provide(SseKify.layerTest())))
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerTest = (options?: LayerOptions, bus?: MemoryBus): Layer.Layer<SseKify, InvalidInput> =>
+  layer({ ...options, shutdown: { graceMs: 0, ...options?.shutdown } }).pipe(
+    Layer.provide(Layer.suspend(() => layerMemory(bus ?? createMemoryBus())))
+  )

@@ -1,8 +1,9 @@
 /**
  * ssekify through the Effect API: the `SseKify` service built from `SseKify.layer`
- * (with `RedisTransport.layer` in scenario E) in a `ManagedRuntime`, connections served
- * by the `@effect/platform` endpoint (`ssekify/platform`: `HttpSse.respond`, a response
- * whose body streams the connection) mounted on the bench's `node:http` server with
+ * (with `RedisTransport.layer` in scenario E) in a `ManagedRuntime`,
+ * connections served by the `@effect/platform` endpoint (`ssekify/platform`:
+ * `HttpSse.respond`; on `NodeHttpServer` the hub takes the Node response over once the
+ * request's fiber is done) mounted on the bench's `node:http` server with
  * `NodeHttpServer.makeHandler`, and sends through the service's effects
  * (`runSync(sse.sendToAll(...))` per call). The platform's per-request tracing span
  * is disabled, as the example app does for its SSE route.

@@ -76,10 +76,13 @@ export class Engine {
   private readonly bus: Bus
   private readonly sequencer: SequencerImpl
   private readonly now: () => number
+  /** Runs an effect in the instance's background. */
+  private readonly fork: (effect: Effect.Effect<void>) => void
 
   constructor(deps: EngineDeps) {
     this.options = deps.options
     this.now = deps.now
+    this.fork = deps.fork
     const pid = typeof process === "object" ? process.pid : 0
     this.instanceId = deps.options.instanceId ??
       `${Math.random().toString(36).slice(2, 10)}${(instanceCounter++).toString(36)}-${pid}`
@@ -326,19 +329,35 @@ export class Engine {
   }
 
   /**
+   * The shutdown the instance's layer runs when its scope closes (`LayerOptions.shutdown`),
+   * also run by {@link shutdownInBackground}.
+   */
+  layerShutdown: ShutdownOptions | undefined = undefined
+
+  /**
    * Stop accepting, announce, wait the grace period, close every connection. The
    * caller then releases the transport and timers (closing the layer's scope).
+   *
+   * The grace period is skipped when no connection is open and ends as soon as the
+   * last one is gone. A second call while one runs does not announce again: it waits
+   * for the connections and closes them.
    */
   shutdown(options: ShutdownOptions | undefined): Effect.Effect<void> {
     return Effect.suspend(() => {
       const announce = options?.announce ?? true
       const event = options?.event ?? DEFAULTS.shutdownEvent
       const graceMs = options?.graceMs ?? DEFAULTS.shutdownGraceMs
+      const again = this.shutdownStarted
       this.shutdownStarted = true
       this.accepting = false
-      if (announce) this.settle(this.sendToAll({ code: "SHUTDOWN", at: this.now() }, { event }))
+      if (announce && !again && this.hub.conns.size > 0) {
+        this.settle(this.sendToAll({ code: "SHUTDOWN", at: this.now() }, { event }))
+      }
       return Effect.andThen(
-        graceMs > 0 ? Effect.sleep(graceMs) : Effect.void,
+        graceMs > 0 && this.hub.conns.size > 0
+          // Each side interruptible so the loser stops, even inside a finalizer.
+          ? Effect.raceFirst(Effect.interruptible(Effect.sleep(graceMs)), Effect.interruptible(this.allGone))
+          : Effect.void,
         Effect.sync(() => {
           this.close()
           this.hub.stopTickers()
@@ -346,5 +365,23 @@ export class Engine {
         })
       )
     })
+  }
+
+  /** Completes when no connection is open (at once when none is). */
+  private readonly allGone: Effect.Effect<void> = Effect.async<void>((resume) => {
+    if (this.hub.conns.size === 0) return resume(Effect.void)
+    const unsubscribe = this.subscribe(() => {
+      if (this.hub.conns.size === 0) resume(Effect.void)
+    }, (type) => type === "disconnect")
+    return Effect.sync(unsubscribe)
+  })
+
+  /**
+   * Runs the layer's shutdown ({@link layerShutdown}) in the instance's background
+   * (when the HTTP server the connections live on starts closing): once.
+   */
+  shutdownInBackground(): void {
+    if (this.shutdownStarted) return
+    this.fork(this.shutdown(this.layerShutdown))
   }
 }

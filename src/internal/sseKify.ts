@@ -116,6 +116,9 @@ export const make = (
     const stopSweep = every(sweepMs, sweepNow)
     yield* Effect.addFinalizer(() => Effect.sync(stopSweep))
 
+    // The layer's shutdown: also run when the HTTP server serving the platform endpoint
+    // starts closing (see `ssekify/platform`), whichever is released first.
+    e.layerShutdown = options?.shutdown
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => (e.closedForGood ? Effect.void : e.shutdown(options?.shutdown))).pipe(
         Effect.ensuring(Effect.sync(() => e.hub.stopTickers()))

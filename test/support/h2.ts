@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import type * as tls from "node:tls"
-import { parseFrames, type SseFrame } from "./sse.js"
+import { parseFrames, type SseFrame, waitForOf } from "./sse.js"
 
 export interface Cert {
   readonly key: Buffer
@@ -146,22 +146,7 @@ export const openSse = (
         headers: responseHeaders,
         text: () => Buffer.concat(chunks).toString("utf8"),
         messages: () => parseFrames(client.text()).filter((f) => f.data !== "" || f.event !== undefined || f.id !== undefined),
-        waitFor: (predicate, timeoutMs = 5_000, what = "condition") =>
-          new Promise<void>((ok, fail) => {
-            if (predicate(client)) return ok()
-            const check = () => {
-              if (predicate(client)) {
-                waiters.delete(check)
-                clearTimeout(timer)
-                ok()
-              }
-            }
-            const timer = setTimeout(() => {
-              waiters.delete(check)
-              fail(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; received: ${JSON.stringify(client.text().slice(-300))}`))
-            }, timeoutMs)
-            waiters.add(check)
-          }),
+        waitFor: waitForOf(waiters, () => client, () => client.text(), 300),
         ended: (timeoutMs = 5_000) => client.waitFor(() => ended, timeoutMs, "end of stream"),
         isEnded: () => ended
       }

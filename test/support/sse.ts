@@ -135,22 +135,7 @@ export const connect = (
         headers: res.headers,
         text: () => Buffer.concat(chunks).toString("utf8"),
         messages: () => parseFrames(client.text()).filter((f) => f.data !== "" || f.event !== undefined || f.id !== undefined),
-        waitFor: (predicate, timeoutMs = 5_000, what = "condition") =>
-          new Promise<void>((ok, fail) => {
-            if (predicate(client)) return ok()
-            const check = () => {
-              if (predicate(client)) {
-                waiters.delete(check)
-                clearTimeout(timer)
-                ok()
-              }
-            }
-            const timer = setTimeout(() => {
-              waiters.delete(check)
-              fail(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; received: ${JSON.stringify(client.text().slice(-500))}`))
-            }, timeoutMs)
-            waiters.add(check)
-          }),
+        waitFor: waitForOf(waiters, () => client, () => client.text(), 500),
         ended: (timeoutMs = 5_000) => client.waitFor(() => ended, timeoutMs, "end of response"),
         isEnded: () => ended,
         close: () => {
@@ -192,3 +177,26 @@ export const request = (
     if (body !== undefined) req.write(body)
     req.end()
   })
+
+/**
+ * `waitFor` of a test client: resolves once `predicate(client)` holds, checked now and
+ * whenever the client calls the functions in `waiters` (on data and on its end); fails
+ * after `timeoutMs` with the last `tail` characters received.
+ */
+export const waitForOf = <C>(waiters: Set<() => void>, client: () => C, text: () => string, tail: number) =>
+  (predicate: (c: C) => boolean, timeoutMs = 5_000, what = "condition"): Promise<void> =>
+    new Promise<void>((ok, fail) => {
+      if (predicate(client())) return ok()
+      const check = () => {
+        if (predicate(client())) {
+          waiters.delete(check)
+          clearTimeout(timer)
+          ok()
+        }
+      }
+      const timer = setTimeout(() => {
+        waiters.delete(check)
+        fail(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; received: ${JSON.stringify(text().slice(-tail))}`))
+      }, timeoutMs)
+      waiters.add(check)
+    })
