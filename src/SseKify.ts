@@ -26,6 +26,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type {
   ConnectionHandle,
+  Endpoint,
   NodeResponse,
   Options,
   QueueSnapshot,
@@ -44,8 +45,6 @@ import {
   type ShuttingDown,
   type TransportError
 } from "./Errors.js"
-import type { Engine } from "./internal/engine.js"
-import { EngineKey } from "./internal/service.js"
 import * as internal from "./internal/sseKify.js"
 import type { ClusterQuery, InstanceQuery, PresenceError } from "./Presence.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
@@ -53,8 +52,11 @@ import * as Sequencer from "./Sequencer.js"
 import { createMemoryBus, layerMemory, type MemoryBus, Transport } from "./Transport.js"
 
 export type {
+  Admission,
   AutoField,
   AutoFieldsOptions,
+  ConnectionSink,
+  Endpoint,
   FrameIdPolicy,
   Options,
   QueueSnapshot,
@@ -195,6 +197,12 @@ export interface SseKifyService {
    * read while nobody observes.
    */
   readonly unsafeObserveLatency: (observer: (seconds: number) => void) => () => void
+  /**
+   * For SSE endpoints built on the service (`ssekify/platform` is one): the
+   * registration path of `registerConnection` split into admit, then attach on the
+   * endpoint's sink; and the instance's shutdown, for endpoints that tie it to their server.
+   */
+  readonly endpoint: Endpoint
 }
 
 /**
@@ -258,13 +266,6 @@ export const make = (
   InvalidInput,
   Transport | ReplayBuffer.ReplayBuffer | Sequencer.Sequencer | Scope.Scope
 > => internal.make(options)
-
-/**
- * The engine behind a service made by {@link make} (for the `SSEKify` facade).
- *
- * @internal
- */
-export const unsafeEngine = (service: SseKifyService): Engine => (service as unknown as { readonly [EngineKey]: Engine })[EngineKey]
 
 /**
  * The stores {@link make} takes, assembled from the options as the default backends:

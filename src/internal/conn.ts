@@ -2,27 +2,11 @@
  * One SSE connection as a data record (the registry, the writer and the heartbeats hold
  * the logic), the sink it writes to, and the settings connections share.
  */
+import type { ConnectionSink } from "./domain.js"
 import type { FrameRing } from "./ring.js"
 
 /** What the hub needs of a response: a Node `ServerResponse` satisfies it. */
-export interface SinkResponse {
-  write(chunk: Uint8Array): boolean
-  end(): unknown
-  on(event: "close" | "error", listener: (...args: Array<any>) => void): unknown
-  /** The hub listens to `'drain'` only while a connection waits for it. */
-  once(event: "drain", listener: (...args: Array<any>) => void): unknown
-  readonly writableEnded?: boolean
-  readonly writableFinished?: boolean
-  readonly destroyed?: boolean
-  readonly writableHighWaterMark?: number
-  /** Set by compression middleware; called after a heartbeat. */
-  flush?: () => void
-  /** Node responses: a connection closed for backpressure is destroyed, not ended. */
-  destroy?: () => unknown
-  /** Node responses: several large frames are written corked, not copied into one chunk. */
-  cork?: () => void
-  uncork?: () => void
-}
+export type SinkResponse = ConnectionSink
 
 /** Queue overflow policies, as small integers for the hot path. */
 export const enum Policy {

@@ -6,11 +6,12 @@
  *
  * @since 0.2.0
  */
+import type * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http"
 import type { Http2ServerRequest } from "node:http2"
 import type * as Envelope from "../Envelope.js"
-import type { SseKifyError } from "../Errors.js"
+import type { InvalidInput, LimitExceeded, ShuttingDown, SseKifyError } from "../Errors.js"
 import type { ConnectionLimitScope, PresenceOptions } from "../Presence.js"
 import type { RedisKvLike } from "../Sequencer.js"
 
@@ -385,4 +386,86 @@ export interface QueueSnapshot {
   readonly connections: number
   /** Connections with a queue depth at most 0, 1, 5, 10, 50, 100, 500, 1000 frames (in that order). */
   readonly byDepth: ReadonlyArray<number>
+}
+
+/**
+ * What a connection writes to: a Node `ServerResponse` satisfies it, as does the
+ * stream sink of the `ssekify/platform` body.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ConnectionSink {
+  write(chunk: Uint8Array): boolean
+  end(): unknown
+  on(event: "close" | "error", listener: (...args: Array<any>) => void): unknown
+  /** Listened to only while a connection waits for it. */
+  once(event: "drain", listener: (...args: Array<any>) => void): unknown
+  readonly writableEnded?: boolean
+  readonly writableFinished?: boolean
+  readonly destroyed?: boolean
+  readonly writableHighWaterMark?: number
+  /** Set by compression middleware; called after a heartbeat. */
+  flush?: () => void
+  /** Node responses: a connection closed for backpressure is destroyed, not ended. */
+  destroy?: () => unknown
+  /** Node responses: several large frames are written corked, not copied into one chunk. */
+  cork?: () => void
+  uncork?: () => void
+}
+
+/**
+ * An admitted connection of an endpoint (see {@link Endpoint.admit}), to attach on the
+ * endpoint's sink once its response is sent.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Admission {
+  readonly connId: string
+  /** The `lastEventId` option (the endpoint reads the request's header otherwise). */
+  readonly lastEventId: string | undefined
+  /** The checked extra response headers (no `undefined` values). */
+  readonly headers: Readonly<Record<string, string | ReadonlyArray<string>>> | undefined
+  /**
+   * Makes the connection on `sink` (`retry:`, rooms, replay after `lastEventId`,
+   * `'connect'`). Undefined, and nothing is made, when the instance stopped accepting or
+   * `maxConnections` was reached meanwhile: the endpoint ends its sink. Once.
+   */
+  readonly attach: (sink: ConnectionSink, lastEventId: string | undefined) => ConnectionHandle | undefined
+  /** The endpoint will not attach (a HEAD request, a response replaced): gives the admission back. */
+  readonly cancel: () => void
+}
+
+/**
+ * What an SSE endpoint built on the service uses (`ssekify/platform` is one): the same
+ * registration path as `registerConnection` — checks, `maxConnections`,
+ * `maxConnectionsPerUser` and the cluster-wide cap, refusals reported as `'error'`
+ * events — split in two for endpoints that answer first and attach later, and the
+ * instance's shutdown for endpoints that tie it to their server.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Endpoint {
+  /**
+   * Admits a connection of `userId` (with `connectionLimitScope: 'cluster'`, after one
+   * Redis round trip); fails with the refusal, already reported.
+   */
+  readonly admit: (
+    userId: string,
+    options?: RegisterOptions,
+    /** The endpoint's own checks of its options, run after the service's and before any limit is applied. */
+    check?: () => InvalidInput | undefined
+  ) => Effect.Effect<Admission, InvalidInput | ShuttingDown | LimitExceeded>
+  /** False after `stopAccepting()` / `shutdown()`. */
+  readonly accepting: () => boolean
+  /** Whether the instance's shutdown has started. */
+  readonly shuttingDown: () => boolean
+  /** The shutdown the layer runs at release (its `shutdown` options); nothing once shut down. */
+  readonly layerShutdown: Effect.Effect<void>
+  /** Starts {@link layerShutdown} in the instance's background, once. */
+  readonly shutdownInBackground: () => void
+  /** The sinks of the open connections. */
+  readonly sinks: () => Iterable<ConnectionSink>
 }

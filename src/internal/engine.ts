@@ -39,7 +39,7 @@ import { type EventName, Events } from "./events.js"
 import { Hub } from "./hub.js"
 import { DEFAULTS, type Resolved, type ResolvedConnection } from "./options.js"
 import { isNonEmptyString, SendPrep } from "./prepare.js"
-import type { Admission } from "./presence.js"
+import type { ClusterAdmission } from "./presence.js"
 import { Reconnect } from "./reconnect.js"
 import { inert, Registration } from "./registration.js"
 import type { SequencerImpl } from "./sequencer.js"
@@ -161,7 +161,7 @@ export class Engine {
     return this.registration.attach(userId, sink, resolved, lastEventId)
   }
 
-  setAdmission(admission: Admission | undefined): void {
+  setAdmission(admission: ClusterAdmission | undefined): void {
     this.registration.setAdmission(admission)
   }
 

@@ -19,10 +19,17 @@ import { InvalidInput, LimitExceeded, type TransportError } from "../Errors.js"
 import * as Presence from "../Presence.js"
 import type { ResolvedPresence } from "./presenceOptions.js"
 /**
- * A registration under the cluster-wide cap: the registration path calls it once its
- * local checks passed; `open` sets the SSE headers and attaches.
+ * The cluster-wide cap, as the registration path uses it once its local checks passed:
+ * `now` for a Node response (a handle at once; `open` sets the SSE headers and attaches
+ * once the cluster admits it, a refusal is a 429 on the response), `later` for an
+ * endpoint that answers first and attaches with the same `connId` afterwards (or
+ * `cancel`s).
  */
-export type Admission = (userId: string, res: NodeResponse, connId: string, open: () => ConnectionHandle) => ConnectionHandle
+export interface ClusterAdmission {
+  readonly now: (userId: string, res: NodeResponse, connId: string, open: () => ConnectionHandle) => ConnectionHandle
+  readonly later: (userId: string, connId: string) => Effect.Effect<void, LimitExceeded>
+  readonly cancel: (connId: string) => void
+}
 
 /** What presence needs of the instance (the engine implements it): no engine field is touched. */
 export interface PresenceHost {
@@ -43,7 +50,7 @@ export interface PresenceHost {
    */
   closeConnection(connId: string, reason?: Error): boolean
   /** Installs (or, with `undefined`, removes) the cluster-wide admission hook. */
-  setAdmission(admission: Admission | undefined): void
+  setAdmission(admission: ClusterAdmission | undefined): void
 }
 
 interface Entry {
@@ -91,6 +98,11 @@ export class PresenceTracker {
   private readonly stopTicker: () => void
   private readonly unsubscribe: () => void
   private closed = false
+  /**
+   * Admitted by `admitLater`, not attached yet: in Redis (with the TTL) but not refreshed
+   * until its 'connect'; given back by `cancelAdmission`, forgotten after `ttlMs`.
+   */
+  private readonly admittedLater = new Map<string, { readonly userId: string; readonly member: string; readonly at: number }>()
 
   constructor(private readonly deps: TrackerDeps) {
     this.ttlMs = deps.options.ttlMs
@@ -101,7 +113,11 @@ export class PresenceTracker {
     })
     this.stopTicker = deps.every(deps.options.heartbeatMs, () => this.beat())
     if (deps.connectionLimitScope === "cluster" && deps.maxConnectionsPerUser > 0) {
-      deps.engine.setAdmission((userId, res, connId, open) => this.admit(userId, res, connId, open))
+      deps.engine.setAdmission({
+        now: (userId, res, connId, open) => this.admit(userId, res, connId, open),
+        later: (userId, connId) => this.admitLater(userId, connId),
+        cancel: (connId) => this.cancelAdmission(connId)
+      })
     }
   }
 
@@ -122,6 +138,13 @@ export class PresenceTracker {
 
   private onConnect(userId: string, connId: string): void {
     if (this.byUser.get(userId)?.has(connId) === true) return // admitted: already in Redis
+    const admitted = this.admittedLater.get(connId)
+    if (admitted !== undefined && admitted.userId === userId) {
+      // admitted by `admitLater`: in Redis already, kept alive from now on
+      this.admittedLater.delete(connId)
+      this.record(userId, connId, admitted.member)
+      return
+    }
     const member = this.memberOf(connId)
     this.record(userId, connId, member)
     push(this.adds, this.keyOf(userId), member)
@@ -170,6 +193,10 @@ export class PresenceTracker {
 
   /** One heartbeat: refreshes every connection of this instance (skipped while the last one is unanswered). */
   beat(): void {
+    if (this.admittedLater.size > 0) {
+      const expired = this.deps.now() - this.ttlMs
+      for (const [connId, admitted] of this.admittedLater) if (admitted.at < expired) this.admittedLater.delete(connId)
+    }
     if (this.beating || this.closed || this.byUser.size === 0) return
     const entries: Array<readonly [string, ReadonlyArray<string>]> = []
     for (const [userId, conns] of this.byUser) entries.push([this.keyOf(userId), Array.from(conns.values())])
@@ -283,6 +310,45 @@ export class PresenceTracker {
         return !cancelled && typeof room === "string" && room.length > 0
       }
     }
+  }
+
+  /**
+   * The cluster's admission for an endpoint that attaches later (the platform's): waits
+   * for Redis; admitted, the connection is counted there and must attach with `connId`
+   * (its 'connect' keeps it alive) or be cancelled. Redis not answering: admitted (the
+   * local cap held), the error reported. Refused: fails with the cluster's
+   * `LimitExceeded` (the caller reports it).
+   */
+  admitLater(userId: string, connId: string): Effect.Effect<void, LimitExceeded> {
+    return Effect.suspend(() => {
+      this.flush()
+      const key = this.keyOf(userId)
+      const member = this.memberOf(connId)
+      return Effect.flatMap(
+        Effect.exit(this.deps.store.admit(key, member, this.ttlMs, this.deps.maxConnectionsPerUser, this.deps.closeOldest)),
+        (exit): Effect.Effect<void, LimitExceeded> => {
+          if (Exit.isFailure(exit)) {
+            const error = squashFail(exit.cause)
+            if (error !== undefined) this.deps.engine.report(error)
+            return Effect.void
+          }
+          if (!exit.value.admitted) return Effect.fail(this.limitError(userId))
+          this.admittedLater.set(connId, { userId, member, at: this.deps.now() })
+          this.evict(exit.value.evicted, false)
+          if (exit.value.evicted.length > 0) this.deps.engine.report(this.limitError(userId))
+          return Effect.void
+        }
+      )
+    })
+  }
+
+  /** An admission of `admitLater` that will not attach: removed from Redis. */
+  cancelAdmission(connId: string): void {
+    const admitted = this.admittedLater.get(connId)
+    if (admitted === undefined) return
+    this.admittedLater.delete(connId)
+    push(this.removes, this.keyOf(admitted.userId), admitted.member)
+    this.schedule()
   }
 
   /** Live connections of `userId` on every instance. */

@@ -5,18 +5,19 @@
  * response, the refusal of what is not admitted (400 / 429 / 503 + `Retry-After`), and
  * `attach`: `retry:`, the registry, rooms, replay on connect, `'connect'`.
  */
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type { OutgoingHttpHeaders } from "node:http"
 import { InvalidInput, LimitExceeded, ShuttingDown } from "../Errors.js"
 import * as Frame from "../Frame.js"
 import { Conn, type ConnConfig, kConn, type SinkResponse } from "./conn.js"
-import type { ConnectionHandle, NodeResponse, RegisterOptions } from "./domain.js"
+import type { Admission, ConnectionHandle, NodeResponse, RegisterOptions } from "./domain.js"
 import { type Events, textOf } from "./events.js"
 import type { Hub } from "./hub.js"
 import { lastEventIdFrom } from "./lastEventId.js"
 import { describe, type Resolved, type ResolvedConnection, resolveConnection } from "./options.js"
 import { isNonEmptyString, type SendPrep } from "./prepare.js"
-import type { Admission } from "./presence.js"
+import type { ClusterAdmission } from "./presence.js"
 import type { Reconnect } from "./reconnect.js"
 
 const SSE_HEADER_OBJECT: Record<string, string | ReadonlyArray<string>> = Object.freeze({
@@ -116,7 +117,7 @@ export class Registration {
    * `internal/presence.ts`): a registration that passed the local checks is opened by
    * the hook once the cluster admits it (`open` sets the SSE headers and attaches).
    */
-  private admission: Admission | undefined = undefined
+  private admission: ClusterAdmission | undefined = undefined
   private readonly retryFrames = new Map<number, Uint8Array>()
   private readonly connConfigs = new Map<string, ConnConfig>()
   private readonly connPrefix = Math.random().toString(36).slice(2, 8)
@@ -169,7 +170,7 @@ export class Registration {
     if (this.admission !== undefined) {
       const connId = this.nextConnId()
       const resolved = checked.right
-      return Either.right(this.admission(userId as string, res, connId, () => {
+      return Either.right(this.admission.now(userId as string, res, connId, () => {
         const opened = this.open(userId as string, res, resolved, connId)
         if (opened instanceof InvalidInput) {
           this.events.report(opened)
@@ -232,8 +233,72 @@ export class Registration {
   }
 
   /** Installs (or, with `undefined`, removes) the cluster-wide admission hook (presence). */
-  setAdmission(admission: Admission | undefined): void {
+  setAdmission(admission: ClusterAdmission | undefined): void {
     this.admission = admission
+  }
+
+  /**
+   * The registration path of an endpoint that answers first and attaches later (the
+   * platform's): the checks and limits of `register` (no response to refuse: the
+   * endpoint maps the refusal), then the cluster-wide cap; the connection is then made
+   * by the admission's `attach` on the endpoint's sink, with the same id. Reports nothing.
+   */
+  admitEndpoint(
+    userId: unknown,
+    options: RegisterOptions | undefined,
+    extraCheck?: () => InvalidInput | undefined
+  ): Effect.Effect<Admission, InvalidInput | ShuttingDown | LimitExceeded> {
+    return Effect.suspend((): Effect.Effect<Admission, InvalidInput | ShuttingDown | LimitExceeded> => {
+      if (!this.accepting) return Effect.fail(new ShuttingDown({ operation: "registerConnection" }))
+      const checked = this.check(userId, options)
+      if (Either.isLeft(checked)) return Effect.fail(checked.left)
+      const bad = extraCheck?.()
+      if (bad !== undefined) return Effect.fail(bad)
+      const admitted = this.admit(userId as string)
+      if (Either.isLeft(admitted)) return Effect.fail(admitted.left)
+      const resolved = checked.right
+      const connId = this.nextConnId()
+      const cluster = this.admission
+      const admission = this.endpointAdmission(userId as string, resolved, connId, cluster)
+      if (cluster === undefined) return Effect.succeed(admission)
+      return Effect.flatMap(cluster.later(userId as string, connId), (): Effect.Effect<Admission, ShuttingDown> => {
+        if (this.accepting) return Effect.succeed(admission)
+        cluster.cancel(connId)
+        return Effect.fail(new ShuttingDown({ operation: "registerConnection" }))
+      })
+    })
+  }
+
+  private endpointAdmission(userId: string, resolved: ResolvedConnection, connId: string, cluster: ClusterAdmission | undefined): Admission {
+    let done = false
+    return {
+      connId,
+      lastEventId: resolved.lastEventId,
+      headers: resolved.headers,
+      attach: (sink, lastEventId) => {
+        if (done) return undefined
+        done = true
+        // Checked when admitted; checked again now, as connections admitted together
+        // before any of them attached could otherwise overshoot `maxConnections`.
+        const max = this.options.maxConnections
+        if (!this.accepting || (max > 0 && this.hub.conns.size >= max)) {
+          cluster?.cancel(connId)
+          return undefined
+        }
+        try {
+          return this.attach(userId, sink, resolved, lastEventId, connId)
+        } catch (error) {
+          // a sink that throws where a response would not (its listeners, its first write)
+          this.events.report(error instanceof Error ? error : new Error(String(error)))
+          return undefined
+        }
+      },
+      cancel: () => {
+        if (done) return
+        done = true
+        cluster?.cancel(connId)
+      }
+    }
   }
 
   /** Closes connection `connId`, reporting `reason` first when given; false: no such connection. */

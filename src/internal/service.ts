@@ -11,7 +11,7 @@ import type { InvalidInput, SendError, SseKifyError, TransportError } from "../E
 import type { Scope as PresenceScope } from "../Presence.js"
 import type { ReplayBufferService } from "../ReplayBuffer.js"
 import type { SseKifyService } from "../SseKify.js"
-import type { SseKifyEvent } from "./domain.js"
+import type { ConnectionSink, SseKifyEvent } from "./domain.js"
 import type { Engine } from "./engine.js"
 import { observeLatency, queueSnapshot } from "./metrics.js"
 import * as Presence from "./presence.js"
@@ -96,7 +96,20 @@ export const makeService = (
     unsafeReport: (error) => e.report(error),
     unsafeSubscribe: (listener, wants) => e.subscribe(listener, wants),
     unsafeQueueSnapshot: () => queueSnapshot(e.hub.conns),
-    unsafeObserveLatency: (observer) => observeLatency(e.hub.writer, observer)
+    unsafeObserveLatency: (observer) => observeLatency(e.hub.writer, observer),
+    endpoint: {
+      admit: (userId, opts, check) =>
+        Effect.tapError(
+          e.registration.admitEndpoint(userId, opts, check),
+          // as the platform endpoint always did: a stopped instance is answered, not reported
+          (error) => error._tag === "ShuttingDown" ? Effect.void : Effect.sync(() => e.report(error))
+        ),
+      accepting: () => e.accepting,
+      shuttingDown: () => e.shutdownStarted,
+      layerShutdown: Effect.suspend(() => (e.closedForGood ? Effect.void : e.shutdown(e.layerShutdown))),
+      shutdownInBackground: () => e.shutdownInBackground(),
+      sinks: () => sinksOf(e.hub.conns.values())
+    }
   }
   return service
 }
@@ -112,3 +125,7 @@ const eventsOf = <E extends SseKifyEvent>(engine: Engine, types: ReadonlySet<str
       ),
     { bufferSize: "unbounded" }
   )
+
+function* sinksOf(conns: Iterable<{ readonly res: ConnectionSink }>): Iterable<ConnectionSink> {
+  for (const conn of conns) yield conn.res
+}
