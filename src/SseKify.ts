@@ -286,56 +286,7 @@ export const make = (
  */
 export const layerStores = (
   options?: Options
-): Layer.Layer<ReplayBuffer.ReplayBuffer | Sequencer.Sequencer, InvalidInput, Transport> =>
-  Layer.scopedContext(Effect.gen(function*() {
-    const resolved = yield* internal.resolveOptions(options)
-    const transport = yield* Transport
-    const sequencer = yield* Option.match(yield* Effect.serviceOption(Sequencer.Sequencer), {
-      onSome: Effect.succeed,
-      onNone: () =>
-        Effect.flatMap(Effect.serviceOption(Sequencer.Store), (store) =>
-          Sequencer.make({
-            startAt: resolved.seqStartAt,
-            ttlSeconds: resolved.seqTTLSeconds,
-            maxKeys: resolved.seqMaxKeys,
-            keyPrefix: resolved.seqKeyPrefix,
-            kv: resolved.seqKv === undefined
-              ? Option.getOrUndefined(store)
-              : resolved.seqKv === null
-              ? undefined
-              : Sequencer.kvFromIncr(resolved.seqKv),
-            expectKv: transport.kind !== "none"
-          }))
-    })
-    const replay = yield* Option.match(yield* Effect.serviceOption(ReplayBuffer.ReplayBuffer), {
-      onSome: Effect.succeed,
-      onNone: () =>
-        resolved.replay === "redis"
-          ? Effect.flatMap(Effect.serviceOption(ReplayBuffer.Store), (store) =>
-            Option.match(store, {
-              onNone: () =>
-                Effect.fail(
-                  new InvalidInput({
-                    field: "replay",
-                    reason: "'redis' needs the Redis transport (a Redis URL, createIORedisAdapter(...) or RedisTransport.layer)"
-                  })
-                ),
-              onSome: (store) =>
-                ReplayBuffer.makeRedis(store, {
-                  size: resolved.recentBufferSize,
-                  ttlMs: resolved.recentTTLMs,
-                  keyPrefix: resolved.replayKeyPrefix ?? `${resolved.channel}:replay:`
-                })
-            }))
-          : ReplayBuffer.makeMemory({
-            size: resolved.recentBufferSize,
-            ttlMs: resolved.recentTTLMs,
-            maxUsers: resolved.recentMaxUsers,
-            recordOffline: resolved.replayOffline
-          })
-    })
-    return Context.make(ReplayBuffer.ReplayBuffer, replay).pipe(Context.add(Sequencer.Sequencer, sequencer))
-  }))
+): Layer.Layer<ReplayBuffer.ReplayBuffer | Sequencer.Sequencer, InvalidInput, Transport> => internal.layerStores(options)
 
 /**
  * The service as a layer: {@link make} on {@link layerStores}. Provide a `Transport`

@@ -3,10 +3,13 @@
  * timers, presence, the bus subscription and the shutdown finalizer, and the service
  * over it (`service.ts`).
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import { InvalidInput } from "../Errors.js"
@@ -127,3 +130,57 @@ export const make = (
 
     return makeService(e, presence, replay, ready)
   })
+
+/** `SseKify.layerStores`. */
+export const layerStores = (
+  options?: Options
+): Layer.Layer<ReplayBuffer.ReplayBuffer | Sequencer.Sequencer, InvalidInput, Transport> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const resolved = yield* resolveOptions(options)
+    const transport = yield* Transport
+    const sequencer = yield* Option.match(yield* Effect.serviceOption(Sequencer.Sequencer), {
+      onSome: Effect.succeed,
+      onNone: () =>
+        Effect.flatMap(Effect.serviceOption(Sequencer.Store), (store) =>
+          Sequencer.make({
+            startAt: resolved.seqStartAt,
+            ttlSeconds: resolved.seqTTLSeconds,
+            maxKeys: resolved.seqMaxKeys,
+            keyPrefix: resolved.seqKeyPrefix,
+            kv: resolved.seqKv === undefined
+              ? Option.getOrUndefined(store)
+              : resolved.seqKv === null
+              ? undefined
+              : Sequencer.kvFromIncr(resolved.seqKv),
+            expectKv: transport.kind !== "none"
+          }))
+    })
+    const replay = yield* Option.match(yield* Effect.serviceOption(ReplayBuffer.ReplayBuffer), {
+      onSome: Effect.succeed,
+      onNone: () =>
+        resolved.replay === "redis"
+          ? Effect.flatMap(Effect.serviceOption(ReplayBuffer.Store), (store) =>
+            Option.match(store, {
+              onNone: () =>
+                Effect.fail(
+                  new InvalidInput({
+                    field: "replay",
+                    reason: "'redis' needs the Redis transport (a Redis URL, createIORedisAdapter(...) or RedisTransport.layer)"
+                  })
+                ),
+              onSome: (store) =>
+                ReplayBuffer.makeRedis(store, {
+                  size: resolved.recentBufferSize,
+                  ttlMs: resolved.recentTTLMs,
+                  keyPrefix: resolved.replayKeyPrefix ?? `${resolved.channel}:replay:`
+                })
+            }))
+          : ReplayBuffer.makeMemory({
+            size: resolved.recentBufferSize,
+            ttlMs: resolved.recentTTLMs,
+            maxUsers: resolved.recentMaxUsers,
+            recordOffline: resolved.replayOffline
+          })
+    })
+    return Context.make(ReplayBuffer.ReplayBuffer, replay).pipe(Context.add(Sequencer.Sequencer, sequencer))
+  }))
