@@ -14,6 +14,9 @@ import { monitorEventLoopDelay } from "node:perf_hooks"
 import type { AddressInfo } from "node:net"
 import { createIORedisAdapter, type RegisteredConnectionHandle, SSEKify, type SSEKifyOptions } from "../src/index.js"
 
+// White-box checks of the soak: the facade's service (`Symbol.for("ssekify/Service")`)
+// and the engine behind it (`Symbol.for("ssekify/Engine")`, not part of the API).
+const SERVICE = Symbol.for("ssekify/Service")
 const ENGINE = Symbol.for("ssekify/Engine")
 
 interface ConnView {
@@ -73,7 +76,8 @@ const gc = (): void => {
   for (let i = 0; i < 4; i++) g()
 }
 
-const hub = (): HubView => ((sse as unknown as Record<symbol, { hub: HubView }>)[ENGINE]!).hub
+const hub = (): HubView =>
+  ((sse as unknown as Record<symbol, Record<symbol, { hub: HubView }>>)[SERVICE]![ENGINE]!).hub
 
 const resourceCounts = (): Record<string, number> => {
   const out: Record<string, number> = {}

@@ -51,12 +51,10 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
 import { InvalidInput, type LimitExceeded, ShuttingDown } from "./Errors.js"
-import type { Engine } from "./internal/engine.js"
 import { lastEventIdFrom } from "./internal/lastEventId.js"
-import type { ResolvedConnection } from "./internal/options.js"
 import { connectionStream, DEFAULT_HIGH_WATER_MARK, underlyingResponse } from "./internal/platform.js"
 import { nodeResponseOf, offer, Pending, portableBody, preResponse } from "./internal/platformNode.js"
-import { SseKify, type SseKifyService, unsafeEngine } from "./SseKify.js"
+import { type Admission, type Endpoint, SseKify, type SseKifyService } from "./SseKify.js"
 
 /**
  * Options of {@link respond} and {@link stream}: those of `registerConnection`, plus
@@ -164,38 +162,27 @@ export const errorResponse = (error: SseRefusal): HttpServerResponse.HttpServerR
   }
 }
 
-const engineOf = (sse: SseKifyService): Engine => unsafeEngine(sse)
-
 interface Prepared {
-  readonly engine: Engine
-  readonly resolved: ResolvedConnection
+  readonly endpoint: Endpoint
+  readonly admission: Admission
   readonly hwm: number
 }
 
+/** The registration path of the service (`SseKifyService.endpoint`): the Node path's checks, limits and cluster cap. */
 const prepare = (
   sse: SseKifyService,
   userId: string,
   options: RespondOptions | undefined
 ): Effect.Effect<Prepared, SseRefusal> => {
-  const engine = engineOf(sse)
-  if (!engine.accepting) return Effect.fail(new ShuttingDown({ operation: "registerConnection" }))
-  const checked = engine.check(userId, options)
-  if (checked._tag === "Left") {
-    engine.report(checked.left)
-    return Effect.fail(checked.left)
-  }
   const hwm = options?.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
-  if (typeof hwm !== "number" || !Number.isFinite(hwm) || hwm < 1) {
-    const error = new InvalidInput({ field: "options.highWaterMark", reason: `must be a number >= 1, got ${String(hwm)}` })
-    engine.report(error)
-    return Effect.fail(error)
-  }
-  const admitted = engine.admit(userId)
-  if (admitted._tag === "Left") {
-    engine.report(admitted.left)
-    return Effect.fail(admitted.left)
-  }
-  return Effect.succeed({ engine, resolved: checked.right, hwm })
+  const endpoint = sse.endpoint
+  return Effect.map(
+    endpoint.admit(userId, options, () =>
+      typeof hwm !== "number" || !Number.isFinite(hwm) || hwm < 1
+        ? new InvalidInput({ field: "options.highWaterMark", reason: `must be a number >= 1, got ${String(hwm)}` })
+        : undefined),
+    (admission) => ({ endpoint, admission, hwm })
+  )
 }
 
 /**
@@ -211,13 +198,11 @@ export const stream = (
   options?: RespondOptions
 ): Effect.Effect<Stream.Stream<Uint8Array>, SseRefusal, SseKify> =>
   Effect.flatMap(SseKify, (sse) =>
-    Effect.flatMap(prepare(sse, userId, options), ({ engine, hwm, resolved }) =>
+    Effect.flatMap(prepare(sse, userId, options), ({ admission, hwm }) =>
       Effect.map(Effect.serviceOption(HttpServerRequest.HttpServerRequest), (request) =>
         connectionStream(
-          engine,
-          userId,
-          resolved,
-          resolved.lastEventId,
+          admission,
+          admission.lastEventId,
           hwm,
           options?.onConnect,
           request._tag === "Some" ? underlyingResponse(request.value) : undefined
@@ -250,25 +235,25 @@ export const respond = (
   SseKify | HttpServerRequest.HttpServerRequest
 > =>
   Effect.flatMap(SseKify, (sse) =>
-    Effect.flatMap(prepare(sse, userId, options), ({ engine, hwm, resolved }) =>
+    Effect.flatMap(prepare(sse, userId, options), ({ admission, endpoint, hwm }) =>
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-        const lastEventId = resolved.lastEventId ?? lastEventIdOf(request)
-        const init = { status: 200, headers: responseHeaders(resolved.headers), contentType: contentTypeOf(resolved.headers) }
+        const lastEventId = admission.lastEventId ?? lastEventIdOf(request)
+        const init = { status: 200, headers: responseHeaders(admission.headers), contentType: contentTypeOf(admission.headers) }
         const res = nodeResponseOf(request)
         if (res === undefined) {
           return Effect.succeed(HttpServerResponse.stream(
-            connectionStream(engine, userId, resolved, lastEventId, hwm, options?.onConnect, underlyingResponse(request)),
+            connectionStream(admission, lastEventId, hwm, options?.onConnect, underlyingResponse(request)),
             init
           ))
         }
-        const pending = new Pending(engine, userId, resolved, lastEventId, hwm, options?.onConnect, res)
+        const pending = new Pending(endpoint, admission, lastEventId, hwm, options?.onConnect, res)
         const response = HttpServerResponse.stream(portableBody, init)
         offer(response.body, pending)
         return Effect.as(HttpApp.appendPreResponseHandler(preResponse), response)
       })))
 
-/** The SSE headers plus the connection's extra headers, checked by `Engine.check` (no `undefined` values left). */
-const responseHeaders = (extra: ResolvedConnection["headers"]): Record<string, string | ReadonlyArray<string>> => {
+/** The SSE headers plus the connection's extra headers, checked by the admission (no `undefined` values left). */
+const responseHeaders = (extra: Admission["headers"]): Record<string, string | ReadonlyArray<string>> => {
   // no prototype: a header named `__proto__` is a header like any other
   const out: Record<string, string | ReadonlyArray<string>> = Object.assign(Object.create(null), headers)
   if (extra === undefined) return out
@@ -276,7 +261,7 @@ const responseHeaders = (extra: ResolvedConnection["headers"]): Record<string, s
   return out
 }
 
-const contentTypeOf = (extra: ResolvedConnection["headers"]): string => {
+const contentTypeOf = (extra: Admission["headers"]): string => {
   if (extra === undefined) return CONTENT_TYPE
   for (const name of Object.keys(extra)) {
     if (name.toLowerCase() === "content-type") return String(extra[name])
@@ -320,12 +305,7 @@ export const handler = (
 const shutdownBeforeServer: Layer.Layer<never, never, SseKify | HttpServer.HttpServer> = Layer.scopedDiscard(
   Effect.flatMap(HttpServer.HttpServer, () =>
     Effect.flatMap(SseKify, (sse) =>
-      Effect.addFinalizer(() =>
-        Effect.suspend(() => {
-          const engine = engineOf(sse)
-          return engine.closedForGood ? Effect.void : engine.shutdown(engine.layerShutdown)
-        })
-      )))
+      Effect.addFinalizer(() => sse.endpoint.layerShutdown)))
 )
 
 /**

@@ -35,12 +35,9 @@ import * as MetricLabel from "effect/MetricLabel"
 import type * as Scope from "effect/Scope"
 import {
   DEPTH_BOUNDS,
-  engineOf,
   LATENCY_BOUNDS,
   LATENCY_METRIC,
-  observeLatency,
   QUEUE_METRICS,
-  queueSnapshot,
   STAT_METRICS,
   type StatMetric,
   statValue
@@ -298,7 +295,6 @@ export interface Sampler {
 export const make = (options?: Options): Effect.Effect<Sampler, never, SseKify | Scope.Scope> =>
   Effect.gen(function*() {
     const sse = yield* SseKify
-    const engine = engineOf(sse)
     const tags = Object.entries(options?.tags ?? {}).map(([key, value]) => MetricLabel.make(key, value))
     const depthTags = [...DEPTH_BOUNDS.map(String), "+Inf"].map((le) => [...tags, MetricLabel.make("le", le)])
     let last: Stats | undefined
@@ -314,8 +310,7 @@ export const make = (options?: Options): Effect.Effect<Sampler, never, SseKify |
         }
       }
       last = stats
-      if (engine === undefined) return
-      const q = queueSnapshot(engine)
+      const q = sse.unsafeQueueSnapshot()
       queuedFrames.unsafeUpdate(q.frames, tags)
       queuedBytes.unsafeUpdate(q.bytes, tags)
       queueDepthMax.unsafeUpdate(q.depthMax, tags)
@@ -324,12 +319,10 @@ export const make = (options?: Options): Effect.Effect<Sampler, never, SseKify |
       connectionsByQueueDepth.unsafeUpdate(q.connections, depthTags[DEPTH_BOUNDS.length]!)
     }
 
-    if (engine !== undefined) {
-      yield* Effect.acquireRelease(
-        Effect.sync(() => observeLatency(engine, (seconds) => deliveryLatency.unsafeUpdate(seconds, tags))),
-        (stop) => Effect.sync(stop)
-      )
-    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => sse.unsafeObserveLatency((seconds) => deliveryLatency.unsafeUpdate(seconds, tags))),
+      (stop) => Effect.sync(stop)
+    )
     const sample = Effect.flatMap(sse.stats, (stats) => Effect.sync(() => update(stats)))
     yield* sample
     return { sample }

@@ -12,33 +12,39 @@
  *
  * @since 0.2.0
  */
-import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Runtime from "effect/Runtime"
 import { EventEmitter } from "node:events"
 import type { ServerResponse } from "node:http"
 import type { Http2ServerResponse } from "node:http2"
-import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
+import type { ConnectionHandle, NodeResponse, RegisterOptions } from "./Connection.js"
 import { InvalidInput, RequestIdRequired, type SendError, ShuttingDown, TransportError } from "./Errors.js"
-import { Engine, isResponse, warn } from "./internal/engine.js"
-import { describe, resolve as resolveOptions } from "./internal/options.js"
-import type { ClusterQuery, InstanceQuery } from "./Presence.js"
-import { createIORedisAdapter } from "./redisAdapter.js"
-import * as RedisTransport from "./RedisTransport.js"
+import { warn } from "./internal/events.js"
+import { SERVICE_KEY } from "./internal/metrics.js"
 import {
-  EngineKey,
+  badUserId,
+  codeOf,
+  inert,
+  isTagged,
+  messageOf,
+  requireRedisTransport,
+  transportLayer,
+  unwrapDefect
+} from "./internal/facade.js"
+import { resolve as resolveOptions } from "./internal/options.js"
+import { make as makeService } from "./internal/sseKify.js"
+import { isResponse } from "./internal/registration.js"
+import type { ClusterQuery, InstanceQuery } from "./Presence.js"
+import {
   layerStores,
-  make as makeService,
   type Options,
   type SendOptions,
   type ShutdownOptions,
   SseKify,
   type SseKifyEventMap,
   type SseKifyService,
-  type Stats,
-  unsafeEngine
+  type Stats
 } from "./SseKify.js"
 import * as Transport from "./Transport.js"
 
@@ -87,24 +93,6 @@ export interface SSEKify {
 }
 
 /**
- * The backend layers of the `redis` option: none → `Transport.layerNone` (memory
- * stores); a URL or an ioredis adapter → every Redis backend on the adapter's
- * connection (transport, seq counters, replay store, presence store); any other
- * `RedisLike` → the generic transport, with a seq store when it has `incr` / `expire`.
- */
-const transportLayer = (redis: SSEKifyOptions["redis"]): Layer.Layer<Transport.Transport> => {
-  if (redis === undefined || redis === null || redis === "") return Transport.layerNone
-  if (typeof redis === "string") {
-    return RedisTransport.layerAdapter(createIORedisAdapter(redis), { closeOnRelease: true })
-  }
-  if (Transport.isRedisLike(redis)) return RedisTransport.layerAdapter(redis, { closeOnRelease: true })
-  throw new InvalidInput({
-    field: "redis",
-    reason: `must be a Redis URL or an adapter with publish/subscribe/on, got ${describe(redis)}`
-  })
-}
-
-/**
  * A Server-Sent Events hub: connections per user and room, delivery, replay,
  * backpressure, and an optional Redis bus. Events: `'connect'`, `'disconnect'`,
  * `'publish'`, `'message-sent'`, `'drop'`, `'error'`.
@@ -119,8 +107,9 @@ export class SSEKify extends EventEmitter {
   readonly channel: string
   readonly #runtime: ManagedRuntime.ManagedRuntime<SseKify, InvalidInput>
   readonly #service: SseKifyService
-  readonly #engine: Engine
   #shutdown: Promise<void> | undefined
+  /** Set once `shutdown()` has closed the instance for good (the runtime is released). */
+  #closed = false
   /** Forwarding an engine event (its errors are counted by the engine). */
   #forwarding = false
   /** `'error'` events emitted by the application (e.g. a forwarded adapter error). */
@@ -142,7 +131,7 @@ export class SSEKify extends EventEmitter {
     }
     this.on("error", this.#ownErrorListener)
     // Option errors are thrown here, synchronously and before anything is opened.
-    resolveOptions(options)
+    const resolved = resolveOptions(options)
     requireRedisTransport(options)
     // The backends from the options: the bus (and the stores it offers) under the
     // default stores, under the service.
@@ -155,14 +144,13 @@ export class SSEKify extends EventEmitter {
     } catch (e) {
       throw unwrapDefect(e)
     }
-    this.#engine = unsafeEngine(this.#service)
-    // For `ssekify/prometheus` (any bundle): the same key as the service's.
-    Object.defineProperty(this, EngineKey, { value: this.#engine })
-    this.instanceId = this.#engine.instanceId
-    this.channel = this.#engine.options.channel
+    // For `ssekify/prometheus` and `Metrics` (any bundle: a `Symbol.for` key).
+    Object.defineProperty(this, SERVICE_KEY, { value: this.#service })
+    this.instanceId = this.#service.instanceId
+    this.channel = resolved.channel
     // Only events someone listens to are built and forwarded (no payload per send
     // for an unobserved 'message-sent').
-    this.#engine.subscribe((event) => {
+    this.#service.unsafeSubscribe((event) => {
       if (event.type === "error") return this.#forwardError(event.payload)
       this.#forwarding = true
       try {
@@ -210,32 +198,32 @@ export class SSEKify extends EventEmitter {
    * made first is left as it is.
    */
   registerConnection(userId: string, res: ServerResponse | Http2ServerResponse, options?: RegisterOptions): ConnectionHandle {
-    const result = this.#engine.register(userId, res as unknown as Parameters<Engine["register"]>[1], options)
+    const result = this.#service.unsafeRegisterConnection(userId, res as unknown as NodeResponse, options)
     if (result._tag === "Right") return result.right
     const error = result.left
     if (!isResponse(res)) throw error
-    if (!(error instanceof ShuttingDown)) this.#engine.report(error)
-    return Engine.inert
+    if (!(error instanceof ShuttingDown)) this.#service.unsafeReport(error)
+    return inert
   }
 
   /** Sends to `userId`'s connections on this instance; returns how many got it. */
   sendToUser(userId: string, data: unknown, opts?: SendOptions): number {
-    return this.#sync(this.#engine.sendToUser(userId, data, opts))
+    return this.#sync(this.#service.unsafeSendToUser(userId, data, opts))
   }
 
   /** Sends to every connection on this instance (use `publish` to reach all instances). */
   sendToAll(data: unknown, opts?: SendOptions): number {
-    return this.#sync(this.#engine.sendToAll(data, opts))
+    return this.#sync(this.#service.unsafeSendToAll(data, opts))
   }
 
   /** Sends to the connections of `room` on this instance. */
   sendToRoom(room: string, data: unknown, opts?: SendOptions): number {
-    return this.#sync(this.#engine.sendToRoom(room, data, opts))
+    return this.#sync(this.#service.unsafeSendToRoom(room, data, opts))
   }
 
   #sync(result: number | SendError): number {
     if (typeof result === "number") return result
-    this.#engine.report(result)
+    this.#service.unsafeReport(result)
     if (result instanceof RequestIdRequired) throw result
     return 0
   }
@@ -258,9 +246,9 @@ export class SSEKify extends EventEmitter {
   }
 
   #async(effect: Effect.Effect<void, unknown>): Promise<void> {
-    if (this.#engine.closedForGood) {
+    if (this.#closed) {
       const error = new ShuttingDown({ operation: "publish" })
-      this.#engine.report(error)
+      this.#service.unsafeReport(error)
       return Promise.reject(error)
     }
     return this.#runtime.runPromise(
@@ -289,13 +277,13 @@ export class SSEKify extends EventEmitter {
    * `''`, `null` or a non-string close nothing and are an `'error'` (`INVALID_INPUT`).
    */
   close(userId?: string): void {
-    const bad = this.#engine.close(userId)
-    if (bad !== undefined) this.#engine.report(bad)
+    // the service reports an invalid id (and fails: nothing more to do here)
+    Effect.runSync(Effect.ignore(this.#service.close(userId)))
   }
 
   /** Basic metrics (see {@link Stats}). */
   stats(): Stats {
-    const stats = this.#engine.stats()
+    const stats = Effect.runSync(this.#service.stats)
     return this.#externalErrors === 0 ? stats : { ...stats, errorCount: stats.errorCount + this.#externalErrors }
   }
 
@@ -305,9 +293,12 @@ export class SSEKify extends EventEmitter {
    * after `shutdown()`, a `SHUTTING_DOWN` error.
    */
   clearRecent(userId?: string): void {
-    const bad = userId === undefined ? undefined : this.#engine.checkUserId(userId)
-    if (bad !== undefined) return this.#engine.report(bad)
-    if (this.#engine.closedForGood) return this.#engine.report(new ShuttingDown({ operation: "clearRecent" }))
+    if (this.#closed) {
+      const bad = userId === undefined ? undefined : badUserId(userId)
+      return this.#service.unsafeReport(bad ?? new ShuttingDown({ operation: "clearRecent" }))
+    }
+    // an invalid id is reported by the service at once (the fiber runs synchronously
+    // up to the store's first asynchronous step)
     this.#runtime.runFork(this.#service.clearRecent(userId), { immediate: true })
   }
 
@@ -320,7 +311,7 @@ export class SSEKify extends EventEmitter {
   getUserConnectionCount(userId: string, query: ClusterQuery): Promise<number>
   getUserConnectionCount(userId: string, query?: InstanceQuery | ClusterQuery): number | Promise<number> {
     if (query?.scope === "cluster") return this.#cluster(this.#service.getUserConnectionCount(userId, { scope: "cluster" }))
-    return this.#engine.userConnectionCount(userId)
+    return Effect.runSync(this.#service.getUserConnectionCount(userId))
   }
 
   #cluster<A>(effect: Effect.Effect<A, unknown>): Promise<A> {
@@ -331,12 +322,12 @@ export class SSEKify extends EventEmitter {
 
   /** Ids of `userId`'s active connections. */
   getUserConnectionIds(userId: string): Array<string> {
-    return this.#engine.userConnectionIds(userId)
+    return Array.from(Effect.runSync(this.#service.getUserConnectionIds(userId)))
   }
 
   /** `{ userId: connections }` for every connected user. */
   getAllUsersConnectionStats(): Record<string, number> {
-    return this.#engine.allUsersConnectionStats()
+    return Effect.runSync(this.#service.getAllUsersConnectionStats)
   }
 
   /**
@@ -347,12 +338,12 @@ export class SSEKify extends EventEmitter {
   isUserOnline(userId: string, query: ClusterQuery): Promise<boolean>
   isUserOnline(userId: string, query?: InstanceQuery | ClusterQuery): boolean | Promise<boolean> {
     if (query?.scope === "cluster") return this.#cluster(this.#service.isUserOnline(userId, { scope: "cluster" }))
-    return this.#engine.userConnectionCount(userId) > 0
+    return Effect.runSync(this.#service.isUserOnline(userId))
   }
 
   /** New connections get 503 + `Retry-After`; open connections stay. */
   stopAccepting(): void {
-    this.#engine.stopAccepting()
+    Effect.runSync(this.#service.stopAccepting)
   }
 
   /**
@@ -367,51 +358,11 @@ export class SSEKify extends EventEmitter {
         ...options,
         graceMs: typeof graceMs === "number" && Number.isFinite(graceMs) ? Math.max(0, graceMs) : undefined
       }
-      this.#shutdown = this.#runtime.runPromise(this.#service.shutdown(safe)).then(() => this.#runtime.dispose())
+      this.#shutdown = this.#runtime.runPromise(this.#service.shutdown(safe)).then(() => {
+        this.#closed = true
+        return this.#runtime.dispose()
+      })
     }
     return this.#shutdown
   }
 }
-
-/**
- * Options that need the Redis transport are refused here, before the bus is opened: a
- * layer that fails after its transport was acquired releases it asynchronously (the
- * adapter's `close()`), and `runSync` would then throw Effect's "cannot be resolved
- * synchronously" instead of the `InvalidInput`.
- */
-const requireRedisTransport = (options: SSEKifyOptions | undefined): void => {
-  if (options === undefined || options === null || typeof options !== "object") return
-  const redis = options.redis
-  const isRedis = (typeof redis === "string" && redis !== "") || RedisTransport.isIORedisAdapter(redis)
-  if (isRedis || redis === undefined || redis === null || redis === "") return
-  const reason = "needs the Redis transport (a Redis URL, createIORedisAdapter(...) or RedisTransport.layer)"
-  if (options.replay === "redis") throw new InvalidInput({ field: "replay", reason: `'redis' ${reason}` })
-  if ((options.presence !== undefined && options.presence !== false) || options.connectionLimitScope === "cluster") {
-    throw new InvalidInput({ field: options.presence !== undefined && options.presence !== false ? "presence" : "connectionLimitScope", reason })
-  }
-}
-
-const isObject = (value: unknown): boolean => typeof value === "object" && value !== null
-
-/** The `code` of an error (ours, or e.g. `ECONNREFUSED` of an adapter's), else its name. */
-const codeOf = (error: unknown): string => {
-  const code = isObject(error) ? (error as { code?: unknown }).code : undefined
-  if (typeof code === "string" && code.length > 0) return code
-  return error instanceof Error ? error.name : typeof error
-}
-
-const messageOf = (error: unknown): string => {
-  try {
-    return error instanceof Error ? error.message : String(error)
-  } catch {
-    // an adapter's error whose conversion to text throws: named by its type
-    return typeof error
-  }
-}
-
-const isTagged = (value: unknown): value is { readonly _tag: string } =>
-  isObject(value) && typeof (value as { _tag?: unknown })._tag === "string"
-
-/** `runSync` / `runPromise` wrap failures in a FiberFailure; users get the typed error. */
-const unwrapDefect = (e: unknown): unknown =>
-  Runtime.isFiberFailure(e) ? Cause.squash(e[Runtime.FiberFailureCauseId]) : e

@@ -21,17 +21,16 @@
  *
  * @since 0.2.0
  */
+import * as Effect from "effect/Effect"
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from "prom-client"
 import type { SSEKify } from "./facade.js"
 import {
   DEPTH_BOUNDS,
-  engineOf,
   LATENCY_BOUNDS,
   LATENCY_METRIC,
-  observeLatency,
   QUEUE_METRICS,
   type QueueSnapshot,
-  queueSnapshot,
+  serviceOf,
   STAT_METRICS,
   statValue
 } from "./internal/metrics.js"
@@ -80,10 +79,10 @@ export interface PrometheusCollector {
 export type PrometheusSource = SSEKify | SseKifyService | { readonly stats: () => Stats }
 
 const readStats = (source: PrometheusSource): () => Stats => {
-  const engine = engineOf(source)
-  if (engine !== undefined) return () => engine.stats()
   const stats = (source as { readonly stats?: unknown }).stats
+  // an `SSEKify` instance or anything with stats(); a service's `stats` is an effect
   if (typeof stats === "function") return () => (stats as () => Stats).call(source)
+  if (Effect.isEffect(stats)) return () => Effect.runSync(stats as Effect.Effect<Stats>)
   throw new TypeError("registerPrometheus: expected an SSEKify instance, an SseKify service or an object with stats()")
 }
 
@@ -101,7 +100,7 @@ export const registerPrometheus = (source: PrometheusSource, options?: Prometheu
   const labels = options?.labels ?? {}
   const labelNames = Object.keys(labels)
   const stats = readStats(source)
-  const engine = engineOf(source)
+  const service = serviceOf(source)
 
   // One read of stats() and of the queues per scrape: prom-client runs every collect()
   // of a scrape in one synchronous pass.
@@ -120,7 +119,7 @@ export const registerPrometheus = (source: PrometheusSource, options?: Prometheu
   }
   const currentQueues = (): QueueSnapshot => {
     if (cachedQueues === undefined) {
-      cachedQueues = queueSnapshot(engine!)
+      cachedQueues = service!.unsafeQueueSnapshot()
       queueMicrotask(clear)
     }
     return cachedQueues
@@ -164,7 +163,7 @@ export const registerPrometheus = (source: PrometheusSource, options?: Prometheu
       }
     }
 
-    if (engine !== undefined) {
+    if (service !== undefined) {
       const queueGauge = (def: { readonly name: string; readonly help: string }, read: (q: QueueSnapshot) => number) => {
         const name = prefix + def.name
         add(() =>
@@ -201,7 +200,7 @@ export const registerPrometheus = (source: PrometheusSource, options?: Prometheu
   }
 
   let stopLatency: (() => void) | undefined
-  if (engine !== undefined) {
+  if (service !== undefined) {
     const latencyName = prefix + LATENCY_METRIC.name
     let histogram: Histogram<string>
     try {
@@ -217,7 +216,7 @@ export const registerPrometheus = (source: PrometheusSource, options?: Prometheu
       throw error
     }
     const child = labelNames.length === 0 ? histogram : histogram.labels(labels)
-    stopLatency = observeLatency(engine, (seconds) => child.observe(seconds))
+    stopLatency = service.unsafeObserveLatency((seconds) => child.observe(seconds))
   }
 
   let done = false

@@ -348,7 +348,7 @@ const run = async ({ commands, latency, specs }: { specs: Array<ConnSpec>; comma
         // a broadcast, as the engine's delivery loop does it
         const id = frame(c.size)
         let count = 0
-        for (const conn of hub.conns.values()) if (hub.push(conn, frames.get(id)!)) count++
+        for (const conn of hub.conns.values()) if (hub.writer.push(conn, frames.get(id)!)) count++
         let expected = 0
         for (const m of models) if (m.push(id, dirty)) expected++
         expect(count, where).toBe(expected)
@@ -356,7 +356,7 @@ const run = async ({ commands, latency, specs }: { specs: Array<ConnSpec>; comma
       }
       case "sendTo": {
         const id = frame(c.size)
-        expect(hub.push(conns[c.conn]!, frames.get(id)!), where).toBe(models[c.conn]!.push(id, dirty))
+        expect(hub.writer.push(conns[c.conn]!, frames.get(id)!), where).toBe(models[c.conn]!.push(id, dirty))
         break
       }
       case "tick": {

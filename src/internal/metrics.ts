@@ -1,7 +1,7 @@
 /**
  * What the `Metrics` (Effect) and `prometheus` (prom-client) modules share: the
  * metric names and help texts, the snapshot of the connections' queues, and the
- * delivery-latency observers on a hub.
+ * delivery-latency observers on a writer, and how to find the service behind a source.
  *
  * Cost model: the `stats()` counters and the queue snapshot are read when sampled
  * (an interval, or a scrape): O(connections) then, nothing on the send path. Latency
@@ -9,9 +9,8 @@
  * `write()`) and once per `'drain'` of a blocked queue — never per frame or per
  * connection — and only while an observer is registered (otherwise no clock is read).
  */
-import type { Stats } from "../SseKify.js"
-import type { Engine } from "./engine.js"
-import type { Hub } from "./hub.js"
+import type { Conn } from "./conn.js"
+import type { QueueSnapshot, Stats } from "./domain.js"
 
 type NumericStat = { [K in keyof Stats]: Stats[K] extends number ? K : never }[keyof Stats]
 
@@ -108,23 +107,16 @@ export const LATENCY_BOUNDS: ReadonlyArray<number> = [
   30
 ]
 
-export interface QueueSnapshot {
-  readonly frames: number
-  readonly bytes: number
-  readonly depthMax: number
-  readonly blocked: number
-  readonly connections: number
-  /** Connections with depth <= DEPTH_BOUNDS[i]. */
-  readonly byDepth: ReadonlyArray<number>
-}
+export type { QueueSnapshot }
 
-export const queueSnapshot = (engine: Engine): QueueSnapshot => {
+/** The queues of `conns` now. */
+export const queueSnapshot = (conns: ReadonlyMap<string, Conn>): QueueSnapshot => {
   let frames = 0
   let bytes = 0
   let depthMax = 0
   let blocked = 0
   const byDepth = DEPTH_BOUNDS.map(() => 0)
-  for (const conn of engine.hub.conns.values()) {
+  for (const conn of conns.values()) {
     const depth = conn.count
     frames += depth
     bytes += conn.bytes
@@ -132,45 +124,61 @@ export const queueSnapshot = (engine: Engine): QueueSnapshot => {
     if (conn.blocked) blocked++
     for (let i = DEPTH_BOUNDS.length - 1; i >= 0 && depth <= DEPTH_BOUNDS[i]!; i--) byDepth[i]!++
   }
-  return { frames, bytes, depthMax, blocked, connections: engine.hub.conns.size, byDepth }
+  return { frames, bytes, depthMax, blocked, connections: conns.size, byDepth }
 }
 
 // ---------------------------------------------------------------------------
 // latency observers
 // ---------------------------------------------------------------------------
 
-const observers = new WeakMap<Hub, Set<(seconds: number) => void>>()
+/** Where latency samples come from: the write path (`Writer.observeLatency`). */
+export interface LatencySource {
+  observeLatency: ((ms: number) => void) | undefined
+}
+
+const observers = new WeakMap<LatencySource, Set<(seconds: number) => void>>()
 
 /**
- * Calls `observer` with each latency sample of `engine`'s hub, in seconds, until the
- * returned function is called.
+ * Calls `observer` with each latency sample of `source`, in seconds, until the returned
+ * function is called.
  */
-export const observeLatency = (engine: Engine, observer: (seconds: number) => void): () => void => {
-  const hub = engine.hub
-  let set = observers.get(hub)
-  if (set === undefined) observers.set(hub, set = new Set())
+export const observeLatency = (source: LatencySource, observer: (seconds: number) => void): () => void => {
+  let set = observers.get(source)
+  if (set === undefined) observers.set(source, set = new Set())
   const all = set
   all.add(observer)
-  hub.observeLatency = (ms) => {
+  source.observeLatency = (ms) => {
     const seconds = ms / 1000
     for (const o of all) o(seconds)
   }
   return () => {
     all.delete(observer)
-    if (all.size === 0) hub.observeLatency = undefined
+    if (all.size === 0) source.observeLatency = undefined
   }
 }
 
 // ---------------------------------------------------------------------------
-// the engine behind a service or a facade
+// the service behind a source
 // ---------------------------------------------------------------------------
 
-/** `SseKify.EngineKey`, spelled out so that this module does not load the service's. */
-const ENGINE_KEY: symbol = Symbol.for("ssekify/Engine")
+/** What the metrics read of an `SseKify` service (its public members). */
+export interface MetricsSource {
+  readonly unsafeQueueSnapshot: () => QueueSnapshot
+  readonly unsafeObserveLatency: (observer: (seconds: number) => void) => () => void
+}
 
-/** The engine behind an `SSEKify` instance or an `SseKify` service (any bundle: a `Symbol.for` key). */
-export const engineOf = (source: unknown): Engine | undefined => {
+/** The key under which an `SSEKify` facade holds its service (any bundle: a `Symbol.for` key). */
+export const SERVICE_KEY: unique symbol = Symbol.for("ssekify/Service")
+
+const isSource = (value: unknown): value is MetricsSource =>
+  typeof value === "object" && value !== null &&
+  typeof (value as MetricsSource).unsafeQueueSnapshot === "function" &&
+  typeof (value as MetricsSource).unsafeObserveLatency === "function"
+
+/** The service behind an `SSEKify` instance, or an `SseKify` service itself; undefined: neither. */
+export const serviceOf = <S extends MetricsSource = MetricsSource>(source: unknown): S | undefined => {
+  if (isSource(source)) return source as S
   if (typeof source !== "object" || source === null) return undefined
-  const engine = (source as Record<symbol, unknown>)[ENGINE_KEY]
-  return typeof engine === "object" && engine !== null ? engine as Engine : undefined
+  const service = (source as { readonly [SERVICE_KEY]?: unknown })[SERVICE_KEY]
+  return isSource(service) ? service as S : undefined
 }

@@ -3,13 +3,12 @@
  * option, never a silent default.
  */
 import * as Redacted from "effect/Redacted"
-import type { DropPolicy, RegisterOptions } from "../Connection.js"
 import { InvalidInput } from "../Errors.js"
-import type { AutoFieldsOptions, FrameIdPolicy, Options, SeqOptions } from "../SseKify.js"
+import type { AutoFieldsOptions, DropPolicy, FrameIdPolicy, Options, RegisterOptions, SeqOptions } from "./domain.js"
 import type { RedisKvLike } from "../Transport.js"
 import { Policy } from "./hub.js"
 import type { ConnectionLimitScope } from "../Presence.js"
-import { resolveOptions as resolvePresence, type ResolvedPresence } from "./presence.js"
+import { resolveOptions as resolvePresence, type ResolvedPresence } from "./presenceOptions.js"
 
 export const DEFAULTS = {
   channel: "ssekify:bus",

@@ -25,10 +25,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import type { ConnectionHandle } from "../Connection.js"
-import type { Engine } from "./engine.js"
-import type { SinkResponse } from "./hub.js"
-import type { ResolvedConnection } from "./options.js"
+import type { Admission, ConnectionHandle, ConnectionSink } from "./domain.js"
 
 type Listener = (this: unknown, ...args: Array<unknown>) => void
 type Listeners = Listener | Array<Listener> | undefined
@@ -73,10 +70,10 @@ export const underlyingResponse = (request: unknown): UnderlyingResponse | undef
 export const DEFAULT_HIGH_WATER_MARK = 16_384
 
 /**
- * A `SinkResponse` whose bytes are pulled by a response body stream. See the module
+ * A `ConnectionSink` whose bytes are pulled by a response body stream. See the module
  * documentation.
  */
-export class StreamSink implements SinkResponse {
+export class StreamSink implements ConnectionSink {
   /** Chunks written and not yet pulled (allocated on the first buffered write). */
   private chunks: Array<Uint8Array> | undefined = undefined
   /** Bytes in `chunks`. */
@@ -225,9 +222,7 @@ const emit = (self: StreamSink, listeners: Listeners): void => {
  * 40.8 KiB of it).
  */
 export const connectionStream = (
-  engine: Engine,
-  userId: string,
-  resolved: ResolvedConnection,
+  admission: Admission,
   lastEventId: string | undefined,
   highWaterMark: number,
   onConnect: ((handle: ConnectionHandle) => Effect.Effect<void>) | undefined,
@@ -239,14 +234,13 @@ export const connectionStream = (
     let started = false
     const start = Effect.suspend(() => {
       started = true
-      // Checked when the response was made; checked again now, as bodies made together
-      // before any of them started could otherwise overshoot `maxConnections`.
-      const max = engine.options.maxConnections
-      if (!engine.accepting || (max > 0 && engine.hub.conns.size >= max)) {
+      // Undefined: the instance stopped accepting, or bodies made together before any
+      // of them started reached `maxConnections` (checked again by the admission).
+      const handle = admission.attach(sink, lastEventId)
+      if (handle === undefined) {
         sink.end()
         return sink.pull
       }
-      const handle = engine.attach(userId, sink, resolved, lastEventId)
       if (onConnect === undefined || sink.writableEnded) return sink.pull
       return Effect.zipRight(onConnect(handle), sink.pull)
     })

@@ -19,9 +19,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Runtime from "effect/Runtime"
 import * as Stream from "effect/Stream"
-import type { ConnectionHandle } from "../Connection.js"
-import type { Engine } from "./engine.js"
-import type { ResolvedConnection } from "./options.js"
+import type { Admission, ConnectionHandle, Endpoint } from "./domain.js"
 import { connectionStream, type UnderlyingResponse, underlyingResponse } from "./platform.js"
 
 const HttpServerRequestTag = HttpServerRequest.HttpServerRequest
@@ -59,9 +57,8 @@ export const nodeResponseOf = (request: unknown): NodeServerResponse | undefined
  */
 export class Pending {
   constructor(
-    readonly engine: Engine,
-    readonly userId: string,
-    public resolved: ResolvedConnection | undefined,
+    readonly endpoint: Endpoint,
+    public admission: Admission | undefined,
     public lastEventId: string | undefined,
     readonly highWaterMark: number,
     public onConnect: ((handle: ConnectionHandle) => Effect.Effect<void>) | undefined,
@@ -70,14 +67,14 @@ export class Pending {
 
   /** The portable body: the platform runs it when the hand-off does not happen. */
   body(): Stream.Stream<Uint8Array> {
-    return this.resolved === undefined
+    return this.admission === undefined
       ? Stream.empty
-      : connectionStream(this.engine, this.userId, this.resolved, this.lastEventId, this.highWaterMark, this.onConnect, this.res)
+      : connectionStream(this.admission, this.lastEventId, this.highWaterMark, this.onConnect, this.res)
   }
 
   /** Taken over (or dropped): forget the connection's settings. */
   take(): void {
-    this.resolved = undefined
+    this.admission = undefined
     this.lastEventId = undefined
     this.onConnect = undefined
     this.res = undefined
@@ -138,10 +135,11 @@ export const preResponse = (
   if (pending === undefined) return Effect.succeed(response)
   pendings.delete(response.body)
   const res = pending.res
-  const resolved = pending.resolved
-  if (res === undefined || resolved === undefined) return Effect.succeed(response)
+  const admission = pending.admission
+  if (res === undefined || admission === undefined) return Effect.succeed(response)
   if (request.method === "HEAD" || res.headersSent || res.writableEnded || res.destroyed) return Effect.succeed(response)
-  if (!pending.engine.accepting) {
+  if (!pending.endpoint.accepting()) {
+    admission.cancel()
     pending.take()
     byResponse.delete(res)
     return Effect.succeed(SHUTTING_DOWN)
@@ -158,11 +156,10 @@ export const preResponse = (
       fiberRefs: fiber.getFiberRefs(),
       runtimeFlags: Runtime.defaultRuntimeFlags
     })
-    const { lastEventId, onConnect, userId } = pending
-    const engine = pending.engine
+    const { endpoint, lastEventId, onConnect } = pending
     pending.take()
     byResponse.delete(res)
-    fiber.addObserver(() => handOff(engine, userId, resolved, lastEventId, onConnect, res, runtime))
+    fiber.addObserver(() => handOff(endpoint, admission, lastEventId, onConnect, res, runtime))
     return Effect.succeed(response)
   })
 }
@@ -189,18 +186,18 @@ const show = (res: NodeServerResponse): void => {
 
 /** The request's fiber is done: the platform has let go of the response; the hub takes it. */
 const handOff = (
-  engine: Engine,
-  userId: string,
-  resolved: ResolvedConnection,
+  endpoint: Endpoint,
+  admission: Admission,
   lastEventId: string | undefined,
   onConnect: ((handle: ConnectionHandle) => Effect.Effect<void>) | undefined,
   res: NodeServerResponse,
   runtime: Runtime.Runtime<never> | undefined
 ): void => {
   show(res)
-  if (res.destroyed || res.writableEnded) return // the client left meanwhile
-  const max = engine.options.maxConnections
-  if (!engine.accepting || (max > 0 && engine.hub.conns.size >= max)) {
+  if (res.destroyed || res.writableEnded) return admission.cancel() // the client left meanwhile
+  // Undefined: the instance stopped accepting or `maxConnections` was reached meanwhile.
+  const handle: ConnectionHandle | undefined = admission.attach(res, lastEventId)
+  if (handle === undefined) {
     try {
       res.end()
     } catch {
@@ -208,14 +205,7 @@ const handOff = (
     }
     return
   }
-  let handle: ConnectionHandle
-  try {
-    handle = engine.attach(userId, res, resolved, lastEventId)
-  } catch (error) {
-    engine.report(error instanceof Error ? error : new Error(String(error)))
-    return
-  }
-  watchServer(engine, res)
+  watchServer(endpoint, res)
   // After the platform's request handler has returned (it adds its listener then).
   process.nextTick(dropPlatformListener, res)
   if (runtime !== undefined && onConnect !== undefined && !res.writableEnded) Runtime.runFork(runtime)(onConnect(handle))
@@ -256,7 +246,7 @@ const isPlatformAbortListener = (listener: (...args: Array<unknown>) => void): b
 interface ClosableServer {
   close: (...args: Array<unknown>) => unknown
   closeIdleConnections?: () => void
-  [kEngines]?: Set<Engine>
+  [kEngines]?: Set<Endpoint>
 }
 
 const kEngines: unique symbol = Symbol.for("ssekify/platform/engines")
@@ -269,7 +259,7 @@ const kEngines: unique symbol = Symbol.for("ssekify/platform/engines")
  * responses end and the server's close completes, whichever layer is released first.
  * Installed once per server and instance, not per connection.
  */
-export const watchServer = (engine: Engine, res: NodeServerResponse): void => {
+export const watchServer = (endpoint: Endpoint, res: NodeServerResponse): void => {
   const server = res.socket?.server as ClosableServer | undefined
   if (server === undefined || server === null || typeof server.close !== "function") return
   let engines = server[kEngines]
@@ -283,8 +273,8 @@ export const watchServer = (engine: Engine, res: NodeServerResponse): void => {
       // leaves its socket idle later, kept alive until `keepAliveTimeout`: close it then.
       const closeIdle = () => server.closeIdleConnections?.()
       for (const e of set) {
-        for (const conn of e.hub.conns.values()) {
-          const r = conn.res as Partial<NodeServerResponse>
+        for (const sink of e.sinks()) {
+          const r = sink as Partial<NodeServerResponse>
           if (r.socket?.server === server && typeof r.once === "function") {
             ;(r.once as (event: string, listener: () => void) => unknown)("finish", closeIdle)
           }
@@ -295,5 +285,5 @@ export const watchServer = (engine: Engine, res: NodeServerResponse): void => {
       return close.apply(this, args)
     }
   }
-  if (!engine.shutdownStarted) engines.add(engine)
+  if (!endpoint.shuttingDown()) engines.add(endpoint)
 }

@@ -14,63 +14,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type { ConnectionHandle, NodeResponse } from "../Connection.js"
+import type { ConnectionHandle, NodeResponse } from "./domain.js"
 import { InvalidInput, LimitExceeded, type TransportError } from "../Errors.js"
 import * as Presence from "../Presence.js"
-import type { Engine } from "./engine.js"
+import type { PresenceHost } from "./presenceHost.js"
+import type { ResolvedPresence } from "./presenceOptions.js"
 
-export const PRESENCE_DEFAULTS = { heartbeatMs: 10_000, ttlMs: 30_000 } as const
-
-export interface ResolvedPresence {
-  readonly heartbeatMs: number
-  readonly ttlMs: number
-  readonly keyPrefix: string | undefined
-}
-
-const fail = (field: string, reason: string): never => {
-  throw new InvalidInput({ field, reason })
-}
-
-const describe = (value: unknown): string =>
-  value === null ? "null" : typeof value === "string" ? `'${value.slice(0, 40)}'` : typeof value === "object" ? "an object" : String(value)
-
-const positive = (field: string, value: unknown, fallback: number): number => {
-  if (value === undefined) return fallback
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    return fail(field, `must be a finite number > 0, got ${describe(value)}`)
-  }
-  return Math.ceil(value)
-}
-
-/** Validates `presence` and `connectionLimitScope` (a cluster scope turns presence on). */
-export const resolveOptions = (
-  presence: unknown,
-  scope: unknown
-): { readonly presence: ResolvedPresence | undefined; readonly connectionLimitScope: Presence.ConnectionLimitScope } => {
-  const connectionLimitScope = scope === undefined
-    ? "instance"
-    : scope === "instance" || scope === "cluster"
-    ? scope
-    : fail("connectionLimitScope", `must be 'instance' or 'cluster', got ${describe(scope)}`)
-  if (presence === undefined || presence === false || presence === null) {
-    return {
-      presence: connectionLimitScope === "cluster" ? { ...PRESENCE_DEFAULTS, keyPrefix: undefined } : undefined,
-      connectionLimitScope
-    }
-  }
-  if (presence === true) return { presence: { ...PRESENCE_DEFAULTS, keyPrefix: undefined }, connectionLimitScope }
-  if (typeof presence !== "object") return fail("presence", `must be a boolean or an object, got ${describe(presence)}`)
-  const p = presence as Presence.PresenceOptions
-  const heartbeatMs = positive("presence.heartbeatMs", p.heartbeatMs, PRESENCE_DEFAULTS.heartbeatMs)
-  const ttlMs = positive("presence.ttlMs", p.ttlMs, Math.max(PRESENCE_DEFAULTS.ttlMs, 3 * heartbeatMs))
-  if (ttlMs < 2 * heartbeatMs) fail("presence.ttlMs", `must be at least 2 × presence.heartbeatMs (${2 * heartbeatMs}), got ${ttlMs}`)
-  const keyPrefix = p.keyPrefix
-  if (keyPrefix !== undefined && (typeof keyPrefix !== "string" || keyPrefix.length === 0)) {
-    fail("presence.keyPrefix", `must be a non-empty string, got ${describe(keyPrefix)}`)
-  }
-  return { presence: { heartbeatMs, ttlMs, keyPrefix }, connectionLimitScope }
-}
-
+export type { ClusterAdmission, PresenceHost } from "./presenceHost.js"
 interface Entry {
   readonly userId: string
   readonly connId: string
@@ -88,7 +38,7 @@ const push = (batch: Batch, key: string, member: string) => {
 const isOpen = (res: NodeResponse): boolean => res.destroyed !== true && res.writableEnded !== true
 
 export interface TrackerDeps {
-  readonly engine: Engine
+  readonly engine: PresenceHost
   readonly store: Presence.PresenceStore
   readonly options: ResolvedPresence
   readonly channel: string
@@ -116,6 +66,11 @@ export class PresenceTracker {
   private readonly stopTicker: () => void
   private readonly unsubscribe: () => void
   private closed = false
+  /**
+   * Admitted by `admitLater`, not attached yet: in Redis (with the TTL) but not refreshed
+   * until its 'connect'; given back by `cancelAdmission`, forgotten after `ttlMs`.
+   */
+  private readonly admittedLater = new Map<string, { readonly userId: string; readonly member: string; readonly at: number }>()
 
   constructor(private readonly deps: TrackerDeps) {
     this.ttlMs = deps.options.ttlMs
@@ -126,7 +81,11 @@ export class PresenceTracker {
     })
     this.stopTicker = deps.every(deps.options.heartbeatMs, () => this.beat())
     if (deps.connectionLimitScope === "cluster" && deps.maxConnectionsPerUser > 0) {
-      deps.engine.admission = (userId, res, connId, open) => this.admit(userId, res, connId, open)
+      deps.engine.setAdmission({
+        now: (userId, res, connId, open) => this.admit(userId, res, connId, open),
+        later: (userId, connId) => this.admitLater(userId, connId),
+        cancel: (connId) => this.cancelAdmission(connId)
+      })
     }
   }
 
@@ -147,6 +106,13 @@ export class PresenceTracker {
 
   private onConnect(userId: string, connId: string): void {
     if (this.byUser.get(userId)?.has(connId) === true) return // admitted: already in Redis
+    const admitted = this.admittedLater.get(connId)
+    if (admitted !== undefined && admitted.userId === userId) {
+      // admitted by `admitLater`: in Redis already, kept alive from now on
+      this.admittedLater.delete(connId)
+      this.record(userId, connId, admitted.member)
+      return
+    }
     const member = this.memberOf(connId)
     this.record(userId, connId, member)
     push(this.adds, this.keyOf(userId), member)
@@ -195,6 +161,10 @@ export class PresenceTracker {
 
   /** One heartbeat: refreshes every connection of this instance (skipped while the last one is unanswered). */
   beat(): void {
+    if (this.admittedLater.size > 0) {
+      const expired = this.deps.now() - this.ttlMs
+      for (const [connId, admitted] of this.admittedLater) if (admitted.at < expired) this.admittedLater.delete(connId)
+    }
     if (this.beating || this.closed || this.byUser.size === 0) return
     const entries: Array<readonly [string, ReadonlyArray<string>]> = []
     for (const [userId, conns] of this.byUser) entries.push([this.keyOf(userId), Array.from(conns.values())])
@@ -209,10 +179,7 @@ export class PresenceTracker {
     for (const member of members) {
       const entry = this.byMember.get(member)
       if (entry === undefined) continue
-      const conn = this.deps.engine.hub.conns.get(entry.connId)
-      if (conn === undefined) continue
-      if (report) this.deps.engine.report(this.limitError(entry.userId))
-      this.deps.engine.hub.remove(conn, true)
+      this.deps.engine.closeConnection(entry.connId, report ? this.limitError(entry.userId) : undefined)
     }
   }
 
@@ -313,6 +280,45 @@ export class PresenceTracker {
     }
   }
 
+  /**
+   * The cluster's admission for an endpoint that attaches later (the platform's): waits
+   * for Redis; admitted, the connection is counted there and must attach with `connId`
+   * (its 'connect' keeps it alive) or be cancelled. Redis not answering: admitted (the
+   * local cap held), the error reported. Refused: fails with the cluster's
+   * `LimitExceeded` (the caller reports it).
+   */
+  admitLater(userId: string, connId: string): Effect.Effect<void, LimitExceeded> {
+    return Effect.suspend(() => {
+      this.flush()
+      const key = this.keyOf(userId)
+      const member = this.memberOf(connId)
+      return Effect.flatMap(
+        Effect.exit(this.deps.store.admit(key, member, this.ttlMs, this.deps.maxConnectionsPerUser, this.deps.closeOldest)),
+        (exit): Effect.Effect<void, LimitExceeded> => {
+          if (Exit.isFailure(exit)) {
+            const error = squashFail(exit.cause)
+            if (error !== undefined) this.deps.engine.report(error)
+            return Effect.void
+          }
+          if (!exit.value.admitted) return Effect.fail(this.limitError(userId))
+          this.admittedLater.set(connId, { userId, member, at: this.deps.now() })
+          this.evict(exit.value.evicted, false)
+          if (exit.value.evicted.length > 0) this.deps.engine.report(this.limitError(userId))
+          return Effect.void
+        }
+      )
+    })
+  }
+
+  /** An admission of `admitLater` that will not attach: removed from Redis. */
+  cancelAdmission(connId: string): void {
+    const admitted = this.admittedLater.get(connId)
+    if (admitted === undefined) return
+    this.admittedLater.delete(connId)
+    push(this.removes, this.keyOf(admitted.userId), admitted.member)
+    this.schedule()
+  }
+
   /** Live connections of `userId` on every instance. */
   count(userId: string): Effect.Effect<number, TransportError> {
     return this.deps.store.count(this.keyOf(userId))
@@ -324,7 +330,7 @@ export class PresenceTracker {
       this.flush()
       this.closed = true
       this.stopTicker()
-      if (this.deps.engine.admission !== undefined) this.deps.engine.admission = undefined
+      this.deps.engine.setAdmission(undefined)
       if (this.inFlight.size > 0) {
         let timer: ReturnType<typeof setTimeout> | undefined
         await Promise.race([
@@ -360,7 +366,7 @@ const squashFail = (cause: import("effect/Cause").Cause<TransportError>): Transp
  * connections were closed: the caller acquires it before the shutdown finalizer).
  */
 export const make = (
-  engine: Engine,
+  engine: PresenceHost,
   store: Option.Option<Presence.PresenceStore>,
   every: (ms: number, tick: () => void) => () => void,
   now: () => number,

@@ -1,0 +1,138 @@
+/**
+ * The bus: what this instance publishes (the envelope with the frame's text, signed
+ * and numbered on a signed bus) and what it receives (verified against the channel,
+ * decoded, within the field limits, inside the replay window, not its own; then
+ * encoded once and delivered here).
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import { randomBytes } from "node:crypto"
+import * as Envelope from "../Envelope.js"
+import { type BusMessageInvalid, SerializeFailed, type TransportError } from "../Errors.js"
+import type { TransportService } from "../Transport.js"
+import type { Delivery } from "./delivery.js"
+import type { Events } from "./events.js"
+import type { Hub } from "./hub.js"
+import type { Resolved } from "./options.js"
+import type { Prepared, SendPrep } from "./prepare.js"
+import { ReplayGuard } from "./replayGuard.js"
+
+export class Bus {
+  /** Messages this instance put on the bus (`stats().published`). */
+  published = 0
+  /** Messages from other instances delivered here (`stats().received`). */
+  received = 0
+  /** Messages from the bus refused (`stats().busRejected`). */
+  busRejected = 0
+  /** Signed bus: this boot's nonce and message counter, and the replay window of what arrives. */
+  private readonly signedBus = { boot: randomBytes(9).toString("base64url"), counter: 0, guard: new ReplayGuard(Envelope.MAX_AGE_MS) }
+
+  constructor(
+    private readonly options: Resolved,
+    private readonly transport: TransportService,
+    private readonly instanceId: string,
+    private readonly hub: Hub,
+    private readonly prep: SendPrep,
+    private readonly delivery: Delivery,
+    private readonly events: Events,
+    private readonly now: () => number
+  ) {}
+
+  /** Whether there is a bus to publish on (not `Transport.layerNone`). */
+  get enabled(): boolean {
+    return this.transport.kind !== "none"
+  }
+
+  /**
+   * Publishes a message already delivered here: `p` as prepared, `text` its serialized
+   * data, `order` its order key (the envelope carries its millisecond and counter).
+   */
+  publish(
+    type: Envelope.TargetType,
+    target: string | undefined,
+    p: Prepared,
+    text: string,
+    order: number
+  ): Effect.Effect<void, SerializeFailed | TransportError> {
+    // the order's millisecond (ahead of the clock only past 1024 sends in one)
+    const at = Math.floor(order / 1024)
+    const secret = this.options.busSecret
+    let message: string
+    try {
+      message = Envelope.encode(
+        Envelope.make({
+          type,
+          target,
+          data: p.data,
+          event: p.event,
+          id: p.id,
+          at,
+          origin: this.instanceId,
+          n: order & 1023,
+          // signed bus: what the receivers' replay window checks (covered by the HMAC)
+          b: secret === undefined ? undefined : this.signedBus.boot,
+          c: secret === undefined ? undefined : this.signedBus.counter + 1
+        }),
+        text
+      )
+    } catch (cause) {
+      return Effect.fail(new SerializeFailed({ cause }))
+    }
+    if (secret !== undefined) {
+      this.signedBus.counter++
+      message = Envelope.sign(message, secret, this.options.channel)
+    }
+    this.published++
+    return this.transport.publish(this.options.channel, message)
+  }
+
+  /**
+   * A message from the bus: checked (signature bound to the channel, shape, field
+   * limits, replay window), deduplicated by origin, serialized once.
+   */
+  receive(raw: string): void {
+    const secret = this.options.busSecret
+    let text = raw
+    if (secret !== undefined) {
+      const verified = Envelope.verify(raw, secret, this.options.channel)
+      if (Either.isLeft(verified)) return this.rejectBusMessage(verified.left)
+      text = verified.right
+    }
+    const decoded = Envelope.decode(text)
+    if (Either.isLeft(decoded)) return this.rejectBusMessage(decoded.left)
+    const env = decoded.right
+    if (env.origin === this.instanceId) return
+    const over = Envelope.overLimit(env, this.options)
+    if (over !== undefined) return this.rejectBusMessage(Envelope.invalid(over, raw))
+    if (secret !== undefined) {
+      const refused = env.origin === undefined || env.b === undefined || env.c === undefined
+        ? "signed without origin, boot nonce and counter (an older signed format): refused, it could be replayed"
+        : this.signedBus.guard.admit(env.origin.length + ":" + env.origin + env.b, env.c, env.at, this.now())
+      if (refused !== undefined) return this.rejectBusMessage(Envelope.invalid(refused, raw))
+    }
+    this.received++
+    if (this.events.wants("publish")) {
+      // Listeners get the envelope in 0.1.6's shape, without the bus's own fields.
+      const { b: _b, c: _c, n: _n, sig: _sig, ...published } = env
+      this.events.emit("publish", published)
+    }
+    const e = this.prep.encode(env.data, env.event, env.id)
+    if (!("frame" in e)) {
+      this.events.report(e)
+      return
+    }
+    const order = env.at * 1024 + ((env.n ?? 0) & 1023)
+    if (env.type === "all") this.delivery.all(e.frame, env.id, order)
+    else if (env.type === "user") this.delivery.user(env.target!, e.frame, env.id, false, order)
+    else if (env.type === "room") {
+      const members = this.hub.rooms.get(env.target!)
+      if (members !== undefined && members.size > 0) this.delivery.room(env.target!, e.frame, env.id, order)
+    }
+  }
+
+  /** A message from the bus refused: reported and counted in `stats().busRejected`. */
+  private rejectBusMessage(error: BusMessageInvalid): void {
+    this.busRejected++
+    this.events.report(error)
+  }
+}
