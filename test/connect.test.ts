@@ -6,29 +6,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
-import type { IncomingMessage, ServerResponse } from "node:http"
 import { SseKify, Transport } from "../src/index.js"
-import { connect, startServer, until } from "./support/sse.js"
-
-/** A real server whose requests are handed over (to be registered inside an Effect). */
-const serverWith = Effect.acquireRelease(
-  Effect.promise(async () => {
-    const pending: Array<[IncomingMessage, ServerResponse]> = []
-    const waiters: Array<() => void> = []
-    const server = await startServer((req, res) => {
-      pending.push([req, res])
-      waiters.splice(0).forEach((w) => w())
-    })
-    const next = () =>
-      new Promise<[IncomingMessage, ServerResponse]>((resolve) => {
-        const take = () => resolve(pending.shift()!)
-        if (pending.length > 0) take()
-        else waiters.push(take)
-      })
-    return { server, next }
-  }),
-  ({ server }) => Effect.promise(() => server.close())
-)
+import { serverWith } from "./support/effectServer.js"
+import { connect, until } from "./support/sse.js"
 
 const single = SseKify.layer({ shutdown: { announce: false, graceMs: 0 } }).pipe(Layer.provide(Transport.layerNone))
 

@@ -7,31 +7,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Effect, Fiber, Layer, Stream, TestClock } from "effect"
-import type { IncomingMessage, ServerResponse } from "node:http"
 import { Presence, ReplayBuffer, Sequencer, SseKify, Transport, TransportError } from "../src/index.js"
-import { connect, type RawClient, startServer, until } from "./support/sse.js"
+import { type Server, serverWith } from "./support/effectServer.js"
+import { connect, type RawClient, until } from "./support/sse.js"
 
-/** A real server; each request waits for the test to register it. */
-const serverWith = Effect.acquireRelease(
-  Effect.promise(async () => {
-    const pending: Array<[IncomingMessage, ServerResponse]> = []
-    const waiters: Array<() => void> = []
-    const server = await startServer((req, res) => {
-      pending.push([req, res])
-      waiters.splice(0).forEach((w) => w())
-    })
-    const next = () =>
-      new Promise<[IncomingMessage, ServerResponse]>((resolve) => {
-        const take = () => resolve(pending.shift()!)
-        if (pending.length > 0) take()
-        else waiters.push(take)
-      })
-    return { server, next }
-  }),
-  ({ server }) => Effect.promise(() => server.close())
-)
-
-type Server = Effect.Effect.Success<typeof serverWith>
 
 /** Opens a client (optionally with Last-Event-ID); returns the request's response and the client. */
 const open = (s: Server, headers?: Record<string, string>) =>
