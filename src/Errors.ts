@@ -283,3 +283,42 @@ export class CallbackFailed extends Data.TaggedError("CallbackFailed")<{
     return `callback_failed: ${this.callback}: ${textOf(this.cause)}`
   }
 }
+
+const tags: ReadonlySet<string> = new Set<SseKifyError["_tag"]>([
+  "InvalidInput",
+  "SerializeFailed",
+  "PayloadTooLarge",
+  "BackpressureDisconnect",
+  "ShuttingDown",
+  "TransportError",
+  "BusMessageInvalid",
+  "RequestIdRequired",
+  "SeqKvFallback",
+  "LastEventIdTooLong",
+  "LimitExceeded",
+  "CallbackFailed"
+])
+
+/**
+ * Whether `u` is one of ssekify's typed errors (narrows an `SSEKify` `'error'` payload,
+ * which may also be an adapter's own {@link AdapterError}).
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isSseKifyError = (u: unknown): u is SseKifyError =>
+  u instanceof Error && tags.has((u as { readonly _tag?: unknown })._tag as string) &&
+  typeof (u as { readonly code?: unknown }).code === "string"
+
+/**
+ * What a `RedisLike` adapter reported on its own `'error'` event (an ioredis
+ * `ECONNREFUSED`, …), as the `SSEKify` facade re-emits it: the adapter's own object,
+ * as ssekify 0.1.6 did, with the `code` its client set, if any. The facade re-emits it
+ * only when it is an `Error` whose `code` is a string or absent; anything else an
+ * adapter reports goes out as the `TransportError` (operation `'adapter'`) that the
+ * Effect API always gets, with the adapter's value as `cause`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type AdapterError = Error & { readonly code?: string | undefined }

@@ -52,6 +52,7 @@ import type * as Stream from "effect/Stream"
 import type { ConnectionHandle, RegisterOptions } from "./Connection.js"
 import { InvalidInput, type LimitExceeded, ShuttingDown } from "./Errors.js"
 import { lastEventIdFrom } from "./internal/lastEventId.js"
+import { invalidInputText } from "./internal/refusal.js"
 import { connectionStream, DEFAULT_HIGH_WATER_MARK, underlyingResponse } from "./internal/platform.js"
 import { nodeResponseOf, offer, Pending, portableBody, preResponse } from "./internal/platformNode.js"
 import { type Admission, type Endpoint, SseKify, type SseKifyService } from "./SseKify.js"
@@ -156,9 +157,7 @@ export const errorResponse = (error: SseRefusal): HttpServerResponse.HttpServerR
         ? HttpServerResponse.text("Too many connections for this user", { status: 429 })
         : HttpServerResponse.text("Too many connections", { status: 503, headers: { "retry-after": "2" } })
     case "InvalidInput":
-      return HttpServerResponse.text(error.field === "userId" ? "userId required" : "invalid SSE connection options", {
-        status: 400
-      })
+      return HttpServerResponse.text(invalidInputText(error), { status: 400 })
   }
 }
 

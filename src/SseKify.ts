@@ -22,6 +22,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type {
@@ -149,6 +150,26 @@ export interface SseKifyService {
     types: ReadonlyArray<K>
   ) => Stream.Stream<Extract<SseKifyEvent, { readonly type: K }>>
   /**
+   * A subscription to the events (of the given types only, else all) for the lifetime
+   * of the current `Scope`: once this effect has completed, every event emitted is in
+   * the queue, also one emitted before the consumer first takes (`events` / `eventsOf`
+   * subscribe only when the stream starts running, e.g. some time after a
+   * `forkScoped`). The queue is unbounded; it is shut down and the listener removed when
+   * the scope closes. Types not asked for cost nothing (their payload is not built).
+   *
+   * ```ts
+   * const errors = yield* service.subscribe(["error"])
+   * yield* Effect.ignore(service.sendToUser("", "x"))
+   * const event = yield* Queue.take(errors) // the INVALID_INPUT error, never missed
+   * ```
+   */
+  readonly subscribe: {
+    <K extends keyof SseKifyEventMap>(
+      types: ReadonlyArray<K>
+    ): Effect.Effect<Queue.Dequeue<Extract<SseKifyEvent, { readonly type: K }>>, never, Scope.Scope>
+    (): Effect.Effect<Queue.Dequeue<SseKifyEvent>, never, Scope.Scope>
+  }
+  /**
    * Turns a Node response into an SSE connection for the lifetime of the current
    * `Scope` (the primary form in the Effect API): closing the scope removes the
    * connection everywhere and ends the response; the client leaving first removes it at
@@ -180,7 +201,7 @@ export interface SseKifyService {
   /** `sendToRoom` without an effect; nothing is reported. */
   readonly unsafeSendToRoom: (room: string, data: unknown, opts?: SendOptions) => number | SendError
   /** Reports an error as an `'error'` event (counted in `stats().errorCount`). */
-  readonly unsafeReport: (error: SseKifyError | Error) => void
+  readonly unsafeReport: (error: SseKifyError) => void
   /**
    * Calls `listener` synchronously with every event `wants` takes (all when omitted)
    * until the returned function is called. Events `wants` refuses are not built.

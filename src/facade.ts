@@ -19,13 +19,22 @@ import { EventEmitter } from "node:events"
 import type { ServerResponse } from "node:http"
 import type { Http2ServerResponse } from "node:http2"
 import type { ConnectionHandle, NodeResponse, RegisterOptions } from "./Connection.js"
-import { InvalidInput, RequestIdRequired, type SendError, ShuttingDown, TransportError } from "./Errors.js"
+import {
+  type AdapterError,
+  InvalidInput,
+  RequestIdRequired,
+  type SendError,
+  ShuttingDown,
+  type SseKifyError,
+  TransportError
+} from "./Errors.js"
 import { warn } from "./internal/events.js"
 import { SERVICE_KEY } from "./internal/metrics.js"
 import {
   badUserId,
   codeOf,
   inert,
+  isAdapterError,
   isTagged,
   messageOf,
   requireRedisTransport,
@@ -69,7 +78,21 @@ export interface SSEKifyOptions extends Options {
  */
 export type { ConnectionHandle as RegisteredConnectionHandle, RegisterOptions, SendOptions, ShutdownOptions, Stats }
 
-type Listener<K extends keyof SseKifyEventMap> = (payload: SseKifyEventMap[K]) => void
+/**
+ * The events of {@link SSEKify}, by name: those of the service, except that an
+ * `'error'` may also be a `RedisLike` adapter's own error object, re-emitted as is (as
+ * 0.1.6 did; see {@link AdapterError}). Every payload of `'error'` has a `code`
+ * (`e.code`): one of the library's codes, or the adapter's own (e.g. `ECONNREFUSED`)
+ * or `undefined` for an adapter error without one. `isSseKifyError(e)` tells them apart.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SSEKifyEventMap extends Omit<SseKifyEventMap, "error"> {
+  readonly error: SseKifyError | AdapterError
+}
+
+type Listener<K extends keyof SSEKifyEventMap> = (payload: SSEKifyEventMap[K]) => void
 
 /**
  * The typed events of {@link SSEKify}.
@@ -78,17 +101,17 @@ type Listener<K extends keyof SseKifyEventMap> = (payload: SseKifyEventMap[K]) =
  * @category models
  */
 export interface SSEKify {
-  on<K extends keyof SseKifyEventMap>(event: K, listener: Listener<K>): this
+  on<K extends keyof SSEKifyEventMap>(event: K, listener: Listener<K>): this
   on(event: string | symbol, listener: (...args: Array<any>) => void): this
-  once<K extends keyof SseKifyEventMap>(event: K, listener: Listener<K>): this
+  once<K extends keyof SSEKifyEventMap>(event: K, listener: Listener<K>): this
   once(event: string | symbol, listener: (...args: Array<any>) => void): this
-  off<K extends keyof SseKifyEventMap>(event: K, listener: Listener<K>): this
+  off<K extends keyof SSEKifyEventMap>(event: K, listener: Listener<K>): this
   off(event: string | symbol, listener: (...args: Array<any>) => void): this
-  addListener<K extends keyof SseKifyEventMap>(event: K, listener: Listener<K>): this
+  addListener<K extends keyof SSEKifyEventMap>(event: K, listener: Listener<K>): this
   addListener(event: string | symbol, listener: (...args: Array<any>) => void): this
-  removeListener<K extends keyof SseKifyEventMap>(event: K, listener: Listener<K>): this
+  removeListener<K extends keyof SSEKifyEventMap>(event: K, listener: Listener<K>): this
   removeListener(event: string | symbol, listener: (...args: Array<any>) => void): this
-  emit<K extends keyof SseKifyEventMap>(event: K, payload: SseKifyEventMap[K]): boolean
+  emit<K extends keyof SSEKifyEventMap>(event: K, payload: SSEKifyEventMap[K]): boolean
   emit(event: string | symbol, ...args: Array<any>): boolean
 }
 
@@ -164,12 +187,16 @@ export class SSEKify extends EventEmitter {
   /**
    * An error for the `'error'` listeners. What a `RedisLike` adapter reported on its
    * own `'error'` event goes out as the adapter's object, as in 0.1.6 (the Effect API
-   * keeps the `TransportError` around it). With no `'error'` listener of the
+   * keeps the `TransportError` around it), when it is an {@link AdapterError} (an
+   * `Error` whose `code` is a string or absent: what the event's type promises);
+   * anything else goes out as the `TransportError`. With no `'error'` listener of the
    * application, the first error of each `code` is printed as a process warning
    * (`SsekifyWarning`): never thrown, never silent.
    */
-  #forwardError(error: SseKifyEventMap["error"]): void {
-    const payload: unknown = error instanceof TransportError && error.operation === "adapter" ? error.cause : error
+  #forwardError(error: SseKifyError): void {
+    const payload: SSEKifyEventMap["error"] = error instanceof TransportError && error.operation === "adapter" && isAdapterError(error.cause)
+      ? error.cause
+      : error
     const listeners = this.rawListeners("error")
     if (!listeners.some((listener) => listener !== this.#ownErrorListener)) {
       const code = codeOf(payload)

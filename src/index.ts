@@ -14,7 +14,7 @@ import { createIORedisAdapter } from "./redisAdapter.js"
 import { createMemoryBus } from "./Transport.js"
 
 export { SSEKify } from "./facade.js"
-export type { RegisteredConnectionHandle, SSEKifyOptions } from "./facade.js"
+export type { RegisteredConnectionHandle, SSEKifyEventMap, SSEKifyOptions } from "./facade.js"
 export { createIORedisAdapter } from "./redisAdapter.js"
 
 /**

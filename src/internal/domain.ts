@@ -171,7 +171,8 @@ export interface SseKifyEventMap {
     | { readonly scope: "room"; readonly room: string; readonly count: number }
   /** Frames dropped from a full queue (`dropPolicy` 'oldest' / 'newest'). */
   readonly drop: { readonly connId: string; readonly userId: string; readonly policy: Exclude<DropPolicy, "disconnect">; readonly frames: number }
-  readonly error: SseKifyError | Error
+  /** Every error is one of the library's typed errors: each has `_tag` and a stable `code`. */
+  readonly error: SseKifyError
 }
 
 /**

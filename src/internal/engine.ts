@@ -137,7 +137,7 @@ export class Engine {
     return this.events.subscribe(listener, wants)
   }
 
-  report(error: SseKifyError | Error): void {
+  report(error: SseKifyError): void {
     this.events.report(error)
   }
 
@@ -165,7 +165,7 @@ export class Engine {
     this.registration.setAdmission(admission)
   }
 
-  closeConnection(connId: string, reason?: Error): boolean {
+  closeConnection(connId: string, reason?: SseKifyError): boolean {
     return this.registration.closeConnection(connId, reason)
   }
 

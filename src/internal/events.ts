@@ -43,6 +43,11 @@ export class Events {
     return () => this.listeners.delete(entry)
   }
 
+  /** How many listeners are subscribed (for white-box tests). */
+  listenerCount(): number {
+    return this.listeners.size
+  }
+
   /** Whether a listener takes events of `type` (check before building a frequent payload). */
   wants(type: EventName): boolean {
     for (const entry of this.listeners) if (entry.wants === undefined || entry.wants(type)) return true
@@ -70,7 +75,7 @@ export class Events {
   }
 
   /** Counts an error and emits it as an `'error'` event. */
-  report(error: SseKifyError | Error): void {
+  report(error: SseKifyError): void {
     this.errorCount++
     this.emit("error", error)
   }

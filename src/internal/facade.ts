@@ -7,7 +7,7 @@ import * as Cause from "effect/Cause"
 import type * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
 import type { ConnectionHandle } from "../Connection.js"
-import { InvalidInput } from "../Errors.js"
+import { type AdapterError, InvalidInput } from "../Errors.js"
 import type { SSEKifyOptions } from "../facade.js"
 import { createIORedisAdapter } from "../redisAdapter.js"
 import * as RedisTransport from "../RedisTransport.js"
@@ -89,3 +89,15 @@ export const isTagged = (value: unknown): value is { readonly _tag: string } =>
 /** `runSync` / `runPromise` wrap failures in a FiberFailure; users get the typed error. */
 export const unwrapDefect = (e: unknown): unknown =>
   Runtime.isFiberFailure(e) ? Cause.squash(e[Runtime.FiberFailureCauseId]) : e
+
+/** An adapter's error the facade may re-emit as is: an `Error` whose `code` is a string or absent. */
+export const isAdapterError = (u: unknown): u is AdapterError => {
+  try {
+    if (!(u instanceof Error)) return false
+    const code = (u as { readonly code?: unknown }).code
+    return code === undefined || typeof code === "string"
+  } catch {
+    // a hostile proxy or getter: not re-emitted as is
+    return false
+  }
+}

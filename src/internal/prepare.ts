@@ -19,6 +19,7 @@ import { type Events, textOf } from "./events.js"
 import { instanceBits, Snowflake, TimestampIds } from "./frameId.js"
 import { trimId } from "./lastEventId.js"
 import { describe, type Resolved } from "./options.js"
+import { userIdTooLong } from "./refusal.js"
 import type { SequencerImpl } from "./sequencer.js"
 
 export type Prepared = { readonly data: unknown; readonly event: string | undefined; readonly id: string | undefined }
@@ -280,7 +281,7 @@ export class SendPrep {
     return new InvalidInput({
       field: "userId",
       reason: isNonEmptyString(userId)
-        ? `is longer than maxUserIdLength (${this.options.maxUserIdLength})`
+        ? userIdTooLong(this.options.maxUserIdLength)
         : `must be a non-empty string, got ${describe(userId)}`
     })
   }

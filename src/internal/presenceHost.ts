@@ -3,7 +3,7 @@
  * registration path calls it, and what presence needs of the instance.
  */
 import type * as Effect from "effect/Effect"
-import type { LimitExceeded } from "../Errors.js"
+import type { LimitExceeded, SseKifyError } from "../Errors.js"
 import type * as Presence from "../Presence.js"
 import type { ConnectionHandle, NodeResponse, SseKifyEvent } from "./domain.js"
 import type { ResolvedPresence } from "./presenceOptions.js"
@@ -38,7 +38,7 @@ export interface PresenceHost {
    * Closes this instance's connection `connId` (this tick's frames are written first),
    * reporting `reason` first when given; false: no such connection.
    */
-  closeConnection(connId: string, reason?: Error): boolean
+  closeConnection(connId: string, reason?: SseKifyError): boolean
   /** Installs (or, with `undefined`, removes) the cluster-wide admission hook. */
   setAdmission(admission: ClusterAdmission | undefined): void
 }

@@ -8,7 +8,7 @@
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type { OutgoingHttpHeaders } from "node:http"
-import { InvalidInput, LimitExceeded, ShuttingDown } from "../Errors.js"
+import { CallbackFailed, InvalidInput, LimitExceeded, ShuttingDown, type SseKifyError } from "../Errors.js"
 import * as Frame from "../Frame.js"
 import { Conn, type ConnConfig, kConn, type SinkResponse } from "./conn.js"
 import type { Admission, ConnectionHandle, NodeResponse, RegisterOptions } from "./domain.js"
@@ -18,6 +18,7 @@ import { lastEventIdFrom } from "./lastEventId.js"
 import { sseHeaders } from "./sseHeaders.js"
 import { describe, type Resolved, type ResolvedConnection, resolveConnection } from "./options.js"
 import { isNonEmptyString, type SendPrep } from "./prepare.js"
+import { invalidInputText } from "./refusal.js"
 import type { ClusterAdmission } from "./presence.js"
 import type { Reconnect } from "./reconnect.js"
 
@@ -112,7 +113,7 @@ export class Registration {
     }
     const checked = this.check(userId, options)
     if (Either.isLeft(checked)) {
-      refuse(res, 400, checked.left.field === "userId" ? "userId required" : "invalid SSE connection options", false)
+      refuse(res, 400, invalidInputText(checked.left), false)
       return Either.left(checked.left)
     }
     const admitted = this.admit(userId as string)
@@ -243,7 +244,7 @@ export class Registration {
           return this.attach(userId, sink, resolved, lastEventId, connId)
         } catch (error) {
           // a sink that throws where a response would not (its listeners, its first write)
-          this.events.report(error instanceof Error ? error : new Error(String(error)))
+          this.events.report(new CallbackFailed({ callback: "endpoint sink", cause: error }))
           return undefined
         }
       },
@@ -256,7 +257,7 @@ export class Registration {
   }
 
   /** Closes connection `connId`, reporting `reason` first when given; false: no such connection. */
-  closeConnection(connId: string, reason?: Error): boolean {
+  closeConnection(connId: string, reason?: SseKifyError): boolean {
     const conn = this.hub.conns.get(connId)
     if (conn === undefined) return false
     if (reason !== undefined) this.events.report(reason)

@@ -6,6 +6,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { InvalidInput, SendError, SseKifyError, TransportError } from "../Errors.js"
 import type { Scope as PresenceScope } from "../Presence.js"
@@ -24,7 +26,7 @@ import * as Presence from "./presence.js"
  */
 export const EngineKey: unique symbol = Symbol.for("ssekify/Engine")
 
-const fromEither = <A, E>(engine: Engine, either: Either.Either<A, E & (SseKifyError | Error)>): Effect.Effect<A, E> => {
+const fromEither = <A, E>(engine: Engine, either: Either.Either<A, E & SseKifyError>): Effect.Effect<A, E> => {
   if (Either.isRight(either)) return Effect.succeed(either.right)
   engine.report(either.left)
   return Effect.fail(either.left)
@@ -84,6 +86,8 @@ export const makeService = (
     ready,
     events: eventsOf(e, undefined),
     eventsOf: (types) => eventsOf(e, new Set(types)),
+    subscribe: ((types?: ReadonlyArray<string>) =>
+      subscribeTo(e, types === undefined ? undefined : new Set(types))) as SseKifyService["subscribe"],
     connect: (userId, res, opts) =>
       Effect.acquireRelease(
         Effect.suspend(() => fromEither(e, e.register(userId, res, opts))),
@@ -114,17 +118,28 @@ export const makeService = (
   return service
 }
 
+/**
+ * A subscription for the current scope: an unbounded queue whose listener is registered
+ * synchronously when the subscription is acquired, so every event emitted afterwards is
+ * in it; events of other types are not built for it. Released with the scope.
+ */
+const subscribeTo = <E extends SseKifyEvent>(
+  engine: Engine,
+  types: ReadonlySet<string> | undefined
+): Effect.Effect<Queue.Dequeue<E>, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.map(Queue.unbounded<E>(), (queue) => {
+      const unsubscribe = engine.subscribe(
+        (event) => void queue.unsafeOffer(event as E),
+        types === undefined ? undefined : (type) => types.has(type)
+      )
+      return { queue, unsubscribe }
+    }),
+    ({ queue, unsubscribe }) => Effect.zipRight(Effect.sync(unsubscribe), Queue.shutdown(queue))
+  ).pipe(Effect.map(({ queue }) => queue))
+
 const eventsOf = <E extends SseKifyEvent>(engine: Engine, types: ReadonlySet<string> | undefined): Stream.Stream<E> =>
-  Stream.asyncPush<E>(
-    (emit) =>
-      Effect.acquireRelease(
-        Effect.sync(() =>
-          engine.subscribe((event) => void emit.single(event as E), types === undefined ? undefined : (type) => types.has(type))
-        ),
-        (unsubscribe) => Effect.sync(unsubscribe)
-      ),
-    { bufferSize: "unbounded" }
-  )
+  Stream.unwrapScoped(Effect.map(subscribeTo<E>(engine, types), (queue) => Stream.fromQueue(queue)))
 
 function* sinksOf(conns: Iterable<{ readonly res: ConnectionSink }>): Iterable<ConnectionSink> {
   for (const conn of conns) yield conn.res
