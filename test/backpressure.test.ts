@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest"
 import { type DropPolicy, SSEKify } from "../src/index.js"
-import { connect, type RawClient, startServer, type TestServer, until } from "./support/sse.js"
+import { connect, numberedFrames, numberedPayload, sendPacedUntil, startServer, type TestServer, until } from "./support/sse.js"
 
 const FRAME_BYTES = 16 * 1024
 const MAX_FRAMES = 4_000 // 64 MiB at most: far beyond any loopback buffer
@@ -36,19 +36,11 @@ const setup = async (dropPolicy: DropPolicy, limits: { maxQueueItems?: number; m
   return { sse, slow, healthy }
 }
 
-const payload = (n: number) => String(n).padStart(8, "0") + "x".repeat(FRAME_BYTES - 8)
-const numbers = (c: RawClient) => c.messages().map((m) => Number(m.data.slice(0, 8)))
+const payload = (n: number) => numberedPayload(n, FRAME_BYTES)
+const numbers = numberedFrames
 
-/** Sends paced frames (one per macrotask, so healthy sockets drain) until `done`. */
-const sendUntil = async (sse: SSEKify, done: () => boolean): Promise<number> => {
-  let n = 0
-  while (!done()) {
-    if (n >= MAX_FRAMES) throw new Error(`no backpressure after ${n} frames`)
-    sse.sendToAll(payload(n++))
-    await new Promise((r) => setImmediate(r))
-  }
-  return n
-}
+const sendUntil = (sse: SSEKify, done: () => boolean): Promise<number> =>
+  sendPacedUntil((payload) => sse.sendToAll(payload), done, MAX_FRAMES)
 
 describe("backpressure", () => {
   it("'oldest' keeps the newest frames and counts the drops", async () => {

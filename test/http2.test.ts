@@ -10,8 +10,8 @@ import * as http2 from "node:http2"
 import * as https from "node:https"
 import { afterEach, describe, expect, it } from "vitest"
 import { type DropPolicy, SSEKify, type SSEKifyOptions } from "../src/index.js"
-import { type Cert, h2Connect, type H2Server, type H2SseClient, openSse, selfSignedCert, startH2Server } from "./support/h2.js"
-import { until } from "./support/sse.js"
+import { type Cert, h2Connect, type H2Server, openSse, selfSignedCert, startH2Server } from "./support/h2.js"
+import { numberedFrames, sendPacedUntil, until } from "./support/sse.js"
 
 const cert = selfSignedCert()
 
@@ -60,21 +60,11 @@ const nextTicks = async (n: number) => {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r))
 }
 
-const FRAME_BYTES = 16 * 1024
 const MAX_FRAMES = 2_000 // 32 MiB at most: far beyond h2's 64 KiB stream window
-const payload = (n: number) => String(n).padStart(8, "0") + "x".repeat(FRAME_BYTES - 8)
-const numbers = (c: H2SseClient) => c.messages().map((m) => Number(m.data.slice(0, 8)))
+const numbers = numberedFrames
 
-/** Sends paced frames (one per macrotask, so healthy streams drain) until `done`. */
-const sendUntil = async (sse: SSEKify, done: () => boolean): Promise<number> => {
-  let n = 0
-  while (!done()) {
-    if (n >= MAX_FRAMES) throw new Error(`no backpressure after ${n} frames`)
-    sse.sendToAll(payload(n++))
-    await new Promise((r) => setImmediate(r))
-  }
-  return n
-}
+const sendUntil = (sse: SSEKify, done: () => boolean): Promise<number> =>
+  sendPacedUntil((payload) => sse.sendToAll(payload), done, MAX_FRAMES)
 
 describe.skipIf(cert === undefined)("HTTP/2 (node:http2 compat API)", () => {
   const c = cert!

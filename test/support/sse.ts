@@ -200,3 +200,24 @@ export const waitForOf = <C>(waiters: Set<() => void>, client: () => C, text: ()
       }, timeoutMs)
       waiters.add(check)
     })
+
+/** A numbered 16 KiB payload: `numberedFrames` reads the numbers back in arrival order. */
+export const numberedPayload = (n: number, bytes = 16 * 1024): string => String(n).padStart(8, "0") + "x".repeat(bytes - 8)
+
+/** The numbers of the `numberedPayload` messages a client received, in order. */
+export const numberedFrames = (client: { messages(): Array<SseFrame> }): Array<number> =>
+  client.messages().map((m) => Number(m.data.slice(0, 8)))
+
+/**
+ * Sends numbered payloads with `send`, one per macrotask (so healthy clients drain),
+ * until `done`; fails after `max` frames (no backpressure seen). Returns how many were sent.
+ */
+export const sendPacedUntil = async (send: (payload: string) => unknown, done: () => boolean, max: number): Promise<number> => {
+  let n = 0
+  while (!done()) {
+    if (n >= max) throw new Error(`no backpressure after ${n} frames`)
+    send(numberedPayload(n++))
+    await new Promise((r) => setImmediate(r))
+  }
+  return n
+}
