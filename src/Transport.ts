@@ -49,6 +49,69 @@ export interface Handlers {
 }
 
 /**
+ * How messages travel on the bus:
+ *
+ * - `"channel"` (the default): one shared channel, the JSON envelope of 0.1.6, so 0.1.6
+ *   instances can share it during a rolling upgrade; every instance receives every message.
+ * - `"user"`: a per-user message goes on that user's channel ({@link userChannel}), a room
+ *   message on the room's ({@link roomChannel}), broadcasts on the shared channel; an
+ *   instance subscribes only to the users and rooms it holds, and the frame crosses the bus
+ *   encoded once (a new wire format, not readable by 0.1.6).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type Routing = "channel" | "user"
+
+/**
+ * The per-user channel of `userId` in routed mode: `<channel>:u:{<userId>}` (the braces
+ * are a Redis Cluster hash tag: the slot depends on the user id only).
+ *
+ * @since 0.3.0
+ * @category routing
+ */
+export const userChannel = (channel: string, userId: string): string => `${channel}:u:{${userId}}`
+
+/**
+ * The per-room channel of `room` in routed mode: `<channel>:r:{<room>}`.
+ *
+ * @since 0.3.0
+ * @category routing
+ */
+export const roomChannel = (channel: string, room: string): string => `${channel}:r:{${room}}`
+
+/**
+ * The dynamic channels of a routed transport (`routing: "user"`). Interest is counted
+ * per channel: the first {@link RoutedChannels.add} subscribes, the last
+ * {@link RoutedChannels.remove} unsubscribes; the subscribes and unsubscribes of one
+ * tick leave in one command per connection (per shard on a Cluster).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface RoutedChannels {
+  /**
+   * Adds one interest in each of `channels` (synchronously, when the effect runs: a message
+   * published on an in-process bus after that is seen). Completes when the bus has
+   * confirmed every one of them; fails with `TransportError` when it does not within the
+   * subscribe timeout (the subscription keeps being retried in the background).
+   */
+  readonly add: (channels: ReadonlyArray<string>) => Effect.Effect<void, TransportError>
+  /** Drops one interest in each of `channels`; the last one unsubscribes. */
+  readonly remove: (channels: ReadonlyArray<string>) => void
+  /**
+   * Sets the receiver of the messages of every routed channel (one per transport, removed
+   * when the scope closes). Errors are not terminal.
+   */
+  readonly listen: (
+    onMessage: (channel: string, message: string) => void,
+    onError: (error: TransportError) => void
+  ) => Effect.Effect<void, never, Scope.Scope>
+  /** Publishes on a routed channel (on a Cluster with sharded Pub/Sub: `SPUBLISH`). */
+  readonly publish: (channel: string, message: string) => Effect.Effect<void, TransportError>
+}
+
+/**
  * The transport service.
  *
  * @since 0.2.0
@@ -64,6 +127,13 @@ export interface TransportService {
    * effect ran are seen) and unsubscribes when the scope closes.
    */
   readonly subscribe: (channel: string, handlers: Handlers) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Present when the transport routes per user and room (`routing: "user"`): the engine
+   * then publishes per-user and room messages on their own channels, subscribes to the
+   * channels of the users and rooms it holds, and uses the routed wire format. Broadcasts
+   * stay on the shared channel (`publish` / `subscribe` above).
+   */
+  readonly routed?: RoutedChannels | undefined
 }
 
 /**
