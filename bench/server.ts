@@ -197,6 +197,7 @@ const api: Handlers<ServerApi> = {
         const o = opts(n)
         if (mode === "all") delivered += sys.sendToAll(data, o)
         else if (mode === "room") delivered += sys.sendToRoom("r1", data, o)
+        else if (sys.sendToUsers !== undefined) delivered += sys.sendToUsers(userIds, data, o)
         else for (const u of userIds) delivered += sys.sendToUser(u, data, o)
       }
       drainWaits += await waitDrain(deadline, false)

@@ -5,7 +5,8 @@
  * `HttpSse.respond`; on `NodeHttpServer` the hub takes the Node response over once the
  * request's fiber is done) mounted on the bench's `node:http` server with
  * `NodeHttpServer.makeHandler`, and sends through the service's effects
- * (`runSync(sse.sendToAll(...))` per call). The platform's per-request tracing span
+ * (`runSync(sse.sendToAll(...))` per call; B.users runs its loop over the users as one
+ * effect). The platform's per-request tracing span
  * is disabled, as the example app does for its SSE route.
  */
 import type * as http from "node:http"
@@ -90,6 +91,9 @@ const ssekifyEffect: SystemDef = {
       sendToAll: (data, o: SendOptions) => send(sse.sendToAll(data, o)),
       sendToRoom: (room, data, o) => send(sse.sendToRoom(room, data, o)),
       sendToUser: (userId, data, o) => send(sse.sendToUser(userId, data, o)),
+      // B.users: the loop over the users as one effect (an Effect app sends from a fiber)
+      sendToUsers: (userIds, data, o) =>
+        send(Effect.reduce(userIds, 0, (n, u) => Effect.map(sse.sendToUser(u, data, o), (d) => n + d))),
       publish: (data, o) => runtime.runPromise(sse.publish(data, undefined, o)),
       stats: () => numericStats(runtime.runSync(sse.stats) as unknown as Record<string, unknown>),
       shutdown: async () => {

@@ -53,6 +53,12 @@ export interface SystemInstance {
   sendToAll(data: Payload, opts: SendOptions): number
   sendToRoom(room: string, data: Payload, opts: SendOptions): number
   sendToUser(userId: string, data: Payload, opts: SendOptions): number
+  /**
+   * One message to each of `userIds` in one go (scenario B.users), when the system has a
+   * cheaper form than one `sendToUser` call each: the Effect system runs the loop as one
+   * effect, as an Effect app sends from inside a fiber, instead of one `runSync` per user.
+   */
+  sendToUsers?(userIds: ReadonlyArray<string>, data: Payload, opts: SendOptions): number
   /** cross-instance broadcast (role `publisher`, scenario E) */
   publish?(data: Payload, opts: SendOptions): Promise<unknown>
   /** numeric metrics (ssekify: `stats()`); systems without them return harness counters */
