@@ -411,19 +411,117 @@ export class MemoryBus {
 export const createMemoryBus = (): MemoryBus => new MemoryBus()
 
 /**
- * A transport on an in-process bus.
+ * Options of the in-process transport.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface MemoryOptions {
+  /** `"user"`: per-user and per-room channels ({@link RoutedChannels}); default `"channel"`. */
+  readonly routing?: Routing | undefined
+  /**
+   * Routed mode only, for tests: called with the channels each {@link RoutedChannels.add}
+   * subscribes to for the first time; the bus delivers their messages once the returned
+   * promise resolves (as a broker does once it acknowledged the subscribe), and the add
+   * completes then. When it rejects, the add fails with a `TransportError` (operation
+   * `"subscribe"`) and the channels stay deaf until removed and added again — a broker's
+   * slow or failed confirmation that the test controls. Default: confirmed at once
+   * (synchronously: a message published after the add is seen).
+   */
+  readonly confirm?: ((channels: ReadonlyArray<string>) => Promise<void> | void) | undefined
+}
+
+/**
+ * The routed channels of an in-process bus: one bus listener per channel, counted per
+ * interest; the messages of every routed channel go to the one `listen` receiver. With
+ * `confirm`, a channel's listener goes on the bus only once confirmed, as a broker
+ * delivers only after it acknowledged the subscribe.
+ */
+const memoryRouted = (bus: MemoryBus, confirm: MemoryOptions["confirm"]): RoutedChannels => {
+  type Interest = { count: number; unsubscribe: (() => void) | undefined; pending: Promise<void> | undefined }
+  const interests = new Map<string, Interest>()
+  let receiver: ((channel: string, message: string) => void) | undefined
+  const listenOn = (channel: string, interest: Interest) => {
+    interest.unsubscribe = bus.subscribe(channel, (message) => receiver?.(channel, message))
+  }
+  return {
+    add: (channels) =>
+      Effect.suspend(() => {
+        const fresh: Array<[string, Interest]> = []
+        const waits: Array<Promise<void>> = []
+        for (const channel of channels) {
+          const existing = interests.get(channel)
+          if (existing !== undefined) {
+            existing.count++
+            if (existing.pending !== undefined) waits.push(existing.pending)
+            continue
+          }
+          const interest: Interest = { count: 1, unsubscribe: undefined, pending: undefined }
+          interests.set(channel, interest)
+          if (confirm === undefined) listenOn(channel, interest)
+          else fresh.push([channel, interest])
+        }
+        if (fresh.length > 0) {
+          let confirmed: Promise<void>
+          try {
+            confirmed = Promise.resolve(confirm!(fresh.map(([channel]) => channel)))
+          } catch (error) {
+            confirmed = Promise.reject(error)
+          }
+          const pending = confirmed.then(() => {
+            for (const [channel, interest] of fresh) {
+              // still wanted (not removed, nor removed and added again meanwhile)
+              if (interests.get(channel) === interest && interest.unsubscribe === undefined) listenOn(channel, interest)
+            }
+          }).finally(() => {
+            for (const [, interest] of fresh) if (interest.pending === pending) interest.pending = undefined
+          })
+          pending.catch(() => {})
+          for (const [, interest] of fresh) interest.pending = pending
+          waits.push(pending)
+        }
+        if (waits.length === 0) return Effect.void
+        return Effect.asVoid(tryPromise("subscribe", () => Promise.all(waits)))
+      }),
+    remove: (channels) => {
+      for (const channel of channels) {
+        const interest = interests.get(channel)
+        if (interest === undefined) continue
+        if (--interest.count > 0) continue
+        interests.delete(channel)
+        interest.unsubscribe?.()
+      }
+    },
+    listen: (onMessage) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          receiver = onMessage
+        }),
+        () =>
+          Effect.sync(() => {
+            if (receiver === onMessage) receiver = undefined
+          })
+      ),
+    publish: (channel, message) => Effect.sync(() => void bus.publish(channel, message))
+  }
+}
+
+/**
+ * A transport on an in-process bus. With `routing: "user"` it also has the
+ * {@link RoutedChannels} of the bus (see {@link MemoryOptions}).
  *
  * @since 0.2.0
  * @category constructors
  */
-export const memory = (bus: MemoryBus): TransportService => ({
+export const memory = (bus: MemoryBus, options?: MemoryOptions): TransportService => ({
   kind: "memory",
   publish: (channel, message) => Effect.sync(() => void bus.publish(channel, message)),
   subscribe: (channel, handlers) =>
     Effect.acquireRelease(
       Effect.sync(() => bus.subscribe(channel, handlers.onMessage)),
       (unsubscribe) => Effect.sync(unsubscribe)
-    ).pipe(Effect.asVoid)
+    ).pipe(Effect.asVoid),
+  routed: options?.routing === "user" ? memoryRouted(bus, options.confirm) : undefined
 })
 
 /**
@@ -444,10 +542,11 @@ export const memoryStore = (bus: MemoryBus): Sequencer.Kv => ({
 })
 
 /**
- * The in-process bus as a transport, with its counters as the `Sequencer.Store`.
+ * The in-process bus as a transport, with its counters as the `Sequencer.Store`
+ * (`{ routing: "user" }`: routed, see {@link MemoryOptions}).
  *
  * @since 0.2.0
  * @category layers
  */
-export const layerMemory = (bus: MemoryBus): Layer.Layer<Transport | Sequencer.Store> =>
-  Layer.merge(Layer.succeed(Transport, memory(bus)), Sequencer.layerStoreOf(memoryStore(bus)))
+export const layerMemory = (bus: MemoryBus, options?: MemoryOptions): Layer.Layer<Transport | Sequencer.Store> =>
+  Layer.merge(Layer.succeed(Transport, memory(bus, options)), Sequencer.layerStoreOf(memoryStore(bus)))
