@@ -14,7 +14,7 @@ import * as Redacted from "effect/Redacted"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import * as Frame from "../src/Frame.js"
-import { checkFrame, decode, encode, type Fields } from "../src/internal/wire.js"
+import { checkFrame, decode, encode, type Fields, overLimit } from "../src/internal/wire.js"
 import { roomChannel, userChannel } from "../src/Transport.js"
 import { parseFrames } from "./support/sse.js"
 
@@ -67,7 +67,8 @@ describe("the routed wire format", () => {
         const channel = channelFor(f)
         const frame = frameFor(f, data)
         const raw = encode(f, frame, channel, signed ? SECRET : undefined)
-        const decoded = decode(raw, CHANNEL, channel, signed ? SECRET : undefined)
+        // a limit of 1 byte: the size is measured in bytes whenever it is not 0
+        const decoded = decode(raw, CHANNEL, channel, signed ? SECRET : undefined, 1)
         if (Either.isLeft(decoded)) throw new Error(decoded.left.reason)
         const m = decoded.right
         expect(m).toEqual({
@@ -127,7 +128,7 @@ describe("the routed wire format", () => {
     fc.assert(
       fc.property(fields, fc.oneof(forged, fc.tuple(text(10)).map(([d]) => "data: " + d + "\n\n")), fc.boolean(), (f, frame, withPrefix) => {
         const full = withPrefix ? frameFor(f, "").slice(0, -"data: \n\n".length) + frame : frame
-        const checked = checkFrame(full, f.id, f.event)
+        const checked = checkFrame(full, f.id, f.event, 1)
         const decoded = decode(encode(f, full, channelFor(f), undefined), CHANNEL, channelFor(f), undefined)
         expect(typeof checked === "number").toBe(Either.isRight(decoded))
         if (typeof checked !== "number") return
@@ -163,13 +164,22 @@ describe("the routed wire format", () => {
   it("edges: empty data, a payload at the size limit, a lone CR, a header of the wrong shape", () => {
     const f: Fields = { type: "user", target: "alice", id: "1", event: undefined, at: 1, n: 0, origin: "o" }
     const ch = userChannel(CHANNEL, "alice")
-    const ok = (frame: string) => decode(encode(f, frame, ch, undefined), CHANNEL, ch, undefined)
+    const ok = (frame: string) => decode(encode(f, frame, ch, undefined), CHANNEL, ch, undefined, 1)
     expect(Either.getOrThrow(ok("id: 1\ndata: \n\n")).dataBytes).toBe(0)
     expect(Either.getOrThrow(ok("id: 1\ndata: é\ndata: a\n\n")).dataBytes).toBe(4)
+    // without a limit (or far from it), UTF-16 units
+    expect(Either.getOrThrow(decode(encode(f, "id: 1\ndata: é\ndata: a\n\n", ch, undefined), CHANNEL, ch, undefined)).dataBytes).toBe(3)
     expect(Either.isLeft(ok("id: 1\ndata: a\rb\n\n"))).toBe(true)
     expect(Either.isLeft(ok("id: 1\n\n"))).toBe(true)
     expect(Either.isLeft(ok("id: 2\ndata: a\n\n"))).toBe(true)
     expect(Either.isLeft(ok("data: a\n\n"))).toBe(true)
+    // the payload limit at and one past: "éé" is 4 bytes (2 UTF-16 units)
+    const limits = (maxPayloadBytes: number) => ({ maxUserIdLength: 64, maxRoomNameLength: 64, maxEventNameLength: 64, maxIdLength: 64, maxPayloadBytes })
+    const sized = (max: number) => overLimit(Either.getOrThrow(decode(encode(f, "id: 1\ndata: éé\n\n", ch, undefined), CHANNEL, ch, undefined, max)), limits(max))
+    expect(sized(4)).toBeUndefined()
+    expect(sized(3)).toContain("maxPayloadBytes (4 > 3)")
+    expect(sized(6)).toBeUndefined()
+    expect(sized(0)).toBeUndefined()
     for (const header of ['["user","alice",null,null,1,0]', '["user","",null,null,1,0,"o"]', '["all","x",null,null,1,0,"o"]', '["user","alice",null,null,1,1024,"o"]', '["user","alice","",null,1,0,"o"]', '["user","alice",null,null,1.5,0,"o"]', '{"type":"all"}']) {
       expect(Either.isLeft(decode("R1U" + header + "\ndata: a\n\n", CHANNEL, ch, undefined))).toBe(true)
     }

@@ -173,7 +173,7 @@ export class Bus {
    */
   receiveRouted(channel: string, raw: string): void {
     const secret = this.options.busSecret
-    const decoded = Wire.decode(raw, this.options.channel, channel, secret)
+    const decoded = Wire.decode(raw, this.options.channel, channel, secret, this.options.maxPayloadBytes)
     if (Either.isLeft(decoded)) return this.rejectBusMessage(decoded.left)
     const m = decoded.right
     if (m.origin === this.instanceId) return

@@ -44,7 +44,10 @@ export interface Routed {
   readonly c: number | undefined
   /** The SSE frame, as the publisher encoded it. */
   readonly frame: string
-  /** The payload's size in UTF-8 bytes as the frame carries it (line breaks as LF). */
+  /**
+   * The payload's size as the frame carries it (line breaks as LF): in UTF-8 bytes when
+   * it could pass the `maxBytes` given to `decode`, else in UTF-16 units (then within it).
+   */
   readonly dataBytes: number
 }
 
@@ -113,9 +116,16 @@ const optionalString = (value: unknown): value is string | null => value === nul
 
 /**
  * Checks that `frame` is one SSE event as `Frame.messageText` writes it for `id` and
- * `event`; returns its payload size in UTF-8 bytes, or why it is refused.
+ * `event`; returns its payload size (in UTF-16 units when that many UTF-8 bytes could
+ * not pass `maxBytes`, else in UTF-8 bytes; always bytes when `maxBytes` is given and
+ * could be passed), or why it is refused.
  */
-export const checkFrame = (frame: string, id: string | undefined, event: string | undefined): number | string => {
+export const checkFrame = (
+  frame: string,
+  id: string | undefined,
+  event: string | undefined,
+  maxBytes?: number
+): number | string => {
   if (frame.indexOf("\r") >= 0) return "the frame contains a CR"
   let prefix = ""
   if (id) prefix += "id: " + sanitizeField(id) + "\n"
@@ -133,17 +143,10 @@ export const checkFrame = (frame: string, id: string | undefined, event: string 
     at = nl + 1
   }
   // every char after the prefix is in a data line but the "data: " and LF of each, and the final LF
-  const dataChars = frame.length - prefix.length - lines * 7 - 1 + (lines - 1)
-  let bytes = dataChars
-  for (let i = prefix.length; i < end; i++) {
-    const c = frame.charCodeAt(i)
-    if (c >= 0x80) {
-      // non-ASCII: measure exactly (lone surrogates count as the 3 bytes Buffer writes)
-      bytes = Buffer.byteLength(frame.slice(prefix.length, end), "utf8") - lines * 6 - 1
-      break
-    }
-  }
-  return bytes
+  const chars = frame.length - prefix.length - lines * 7 - 1 + (lines - 1)
+  // UTF-8 takes 1 to 3 bytes per UTF-16 unit: measured only when that decides
+  if (maxBytes === undefined || maxBytes <= 0 || chars * 3 <= maxBytes) return chars
+  return Buffer.byteLength(frame.slice(prefix.length, end), "utf8") - lines * 6 - 1
 }
 
 /**
@@ -155,7 +158,8 @@ export const decode = (
   raw: string,
   channel: string,
   arrivedOn: string,
-  secret: Redacted.Redacted<string> | undefined
+  secret: Redacted.Redacted<string> | undefined,
+  maxBytes?: number
 ): Either.Either<Routed, BusMessageInvalid> => {
   if (typeof raw !== "string") return Either.left(new BusMessageInvalid({ reason: `not a string but ${typeof raw}`, sample: "" }))
   let body: string
@@ -209,7 +213,7 @@ export const decode = (
   }
   if (channelOf(channel, type, target ?? undefined) !== arrivedOn) return invalid("the message's target does not belong to the channel it came on", raw)
   const frame = body.slice(nl + 1)
-  const checked = checkFrame(frame, id ?? undefined, event ?? undefined)
+  const checked = checkFrame(frame, id ?? undefined, event ?? undefined, maxBytes)
   if (typeof checked === "string") return invalid(checked, raw)
   return Either.right({
     type,
