@@ -56,7 +56,11 @@ export interface Handlers {
  * - `"user"`: a per-user message goes on that user's channel ({@link userChannel}), a room
  *   message on the room's ({@link roomChannel}), broadcasts on the shared channel; an
  *   instance subscribes only to the users and rooms it holds, and the frame crosses the bus
- *   encoded once (a new wire format, not readable by 0.1.6).
+ *   encoded once (a new wire format, not readable by 0.1.6). A connection whose user's
+ *   channel is not confirmed yet is registered at once (local sends reach it), but its
+ *   replay (`Last-Event-ID`) runs, and its `'connect'` event fires, once the channel is
+ *   confirmed (or its confirmation failed, reported as a `TransportError`): what another
+ *   instance published in between comes from a shared replay store.
  *
  * @since 0.3.0
  * @category models

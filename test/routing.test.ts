@@ -371,6 +371,24 @@ describe("routed mode on the memory bus", () => {
       { type: "all", data: "text", at: expect.any(Number), origin: "p" }
     ])
   })
+  it("the receiver applies the field and payload limits to routed messages", async () => {
+    const bus = Transport.createMemoryBus()
+    const a = await instance(bus, { sse: { maxEventNameLength: 5, maxPayloadBytes: 10 } })
+    const p = await instance(bus)
+    const alice = await a.open("?u=alice")
+    await Effect.runPromise(p.sse.publish("x", "alice", { event: "sixsix" }))
+    await Effect.runPromise(p.sse.publish("12345678", "alice")) // 10 bytes with the quotes: at the limit
+    await Effect.runPromise(p.sse.publish("123456789", "alice")) // 11: one past
+    await Effect.runPromise(p.sse.publish("ok", "alice", { event: "fives" }))
+    await alice.waitFor((x) => x.messages().length === 2)
+    await new Promise((r) => setTimeout(r, 20))
+    expect(alice.messages()).toMatchObject([{ data: '"12345678"' }, { event: "fives", data: '"ok"' }])
+    expect(errorsOf(a).map((e) => e.message)).toEqual([
+      expect.stringContaining("maxEventNameLength"),
+      expect.stringContaining("maxPayloadBytes (11 > 10)")
+    ])
+    expect(Effect.runSync(a.sse.stats)).toMatchObject({ received: 2, busRejected: 2 })
+  })
 })
 
 describe("a routed and a single-channel instance on one channel", () => {
