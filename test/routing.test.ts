@@ -371,6 +371,7 @@ describe("routed mode on the memory bus", () => {
       { type: "all", data: "text", at: expect.any(Number), origin: "p" }
     ])
   })
+
   it("the receiver applies the field and payload limits to routed messages", async () => {
     const bus = Transport.createMemoryBus()
     const a = await instance(bus, { sse: { maxEventNameLength: 5, maxPayloadBytes: 10 } })
