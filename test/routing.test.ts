@@ -99,8 +99,12 @@ const instance = async (
   return { sse, events, open, close, received: () => Effect.runPromise(Effect.map(sse.stats, (s) => s.received)) }
 }
 
-const sharedReplay = () =>
-  Effect.runSync(Effect.scoped(Layer.build(ReplayBuffer.layerMemory({ size: 20, shared: true }))))
+/** One replay store shared by the instances given it (built once, released after the test). */
+const sharedReplay = () => {
+  const scope = Effect.runSync(Scope.make())
+  cleanup.unshift(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+  return Effect.runSync(Layer.buildWithScope(ReplayBuffer.layerMemory({ size: 20, shared: true }), scope))
+}
 
 const userCh = (userId: string) => Transport.userChannel(CHANNEL, userId)
 const roomCh = (room: string) => Transport.roomChannel(CHANNEL, room)
@@ -261,6 +265,24 @@ describe("routed mode on the memory bus", () => {
     expect(connects(a)).toEqual([])
     g.releaseAll()
     await until(() => connects(a).length === 1, 5_000, "connect")
+  })
+
+  it("a reconnect whose replay cannot run (replay off, Last-Event-ID too long) gets its held frames at the confirmation", async () => {
+    const bus = Transport.createMemoryBus()
+    const g = gate()
+    const a = await instance(bus, { confirm: g.confirm, sse: { recentBufferSize: 0, maxLastEventIdLength: 4 } })
+    const off = await a.open("?u=alice", { "last-event-id": "1" })
+    const long = await a.open("?u=bob", { "last-event-id": "12345" })
+    expect(Effect.runSync(a.sse.sendToUser("alice", "a"))).toBe(1)
+    expect(Effect.runSync(a.sse.sendToUser("bob", "b"))).toBe(1)
+    await new Promise((r) => setTimeout(r, 20))
+    expect([off.messages(), long.messages()]).toEqual([[], []])
+    g.releaseAll()
+    await off.waitFor((x) => x.messages().length === 1)
+    await long.waitFor((x) => x.messages().length === 1)
+    expect([datas(off), datas(long)]).toEqual([['"a"'], ['"b"']])
+    await until(() => connects(a).length === 2, 5_000, "connect")
+    expect(errorsOf(a).map((e) => e.code)).toEqual(["LAST_EVENT_ID_TOO_LONG"])
   })
 
   it("a failed confirmation is reported (TransportError) and the connection carries on: replay, then 'connect'", async () => {
