@@ -267,6 +267,26 @@ describe("routed mode on the memory bus", () => {
     await until(() => connects(a).length === 1, 5_000, "connect")
   })
 
+  it("with a per-instance replay store, a frame sent in the window reaches the reconnect once (replayed, its held copy dropped)", async () => {
+    const bus = Transport.createMemoryBus()
+    const g = gate()
+    const a = await instance(bus, { confirm: g.confirm })
+    const first = await a.open("?u=alice")
+    g.releaseAll()
+    await until(() => connects(a).length === 1, 5_000, "connect")
+    expect(Effect.runSync(a.sse.sendToUser("alice", 1, { id: "1" }))).toBe(1)
+    await first.waitFor((x) => x.messages().length === 1)
+    first.close()
+    await until(() => Effect.runSync(a.sse.stats).connections === 0, 5_000, "gone")
+    const again = await a.open("?u=alice", { "last-event-id": "1" })
+    expect(Effect.runSync(a.sse.sendToUser("alice", 2, { id: "2" }))).toBe(1)
+    g.releaseAll()
+    await again.waitFor((x) => x.messages().length === 1)
+    expect(Effect.runSync(a.sse.sendToUser("alice", 3, { id: "3" }))).toBe(1)
+    await again.waitFor((x) => x.messages().length === 2)
+    expect(ids(again)).toEqual(["2", "3"])
+  })
+
   it("a reconnect whose replay cannot run (replay off, Last-Event-ID too long) gets its held frames at the confirmation", async () => {
     const bus = Transport.createMemoryBus()
     const g = gate()
