@@ -444,9 +444,13 @@ export interface MemoryOptions {
 const memoryRouted = (bus: MemoryBus, confirm: MemoryOptions["confirm"]): RoutedChannels => {
   type Interest = { count: number; unsubscribe: (() => void) | undefined; pending: Promise<void> | undefined }
   const interests = new Map<string, Interest>()
-  let receiver: ((channel: string, message: string) => void) | undefined
+  // (one receiver per transport; several instances given one built transport each get
+  // the messages of every channel any of them added)
+  const receivers = new Set<(channel: string, message: string) => void>()
   const listenOn = (channel: string, interest: Interest) => {
-    interest.unsubscribe = bus.subscribe(channel, (message) => receiver?.(channel, message))
+    interest.unsubscribe = bus.subscribe(channel, (message) => {
+      for (const receiver of receivers) receiver(channel, message)
+    })
   }
   return {
     add: (channels) =>
@@ -499,13 +503,12 @@ const memoryRouted = (bus: MemoryBus, confirm: MemoryOptions["confirm"]): Routed
     listen: (onMessage) =>
       Effect.acquireRelease(
         Effect.sync(() => {
-          receiver = onMessage
+          const receiver = (channel: string, message: string) => onMessage(channel, message)
+          receivers.add(receiver)
+          return receiver
         }),
-        () =>
-          Effect.sync(() => {
-            if (receiver === onMessage) receiver = undefined
-          })
-      ),
+        (receiver) => Effect.sync(() => receivers.delete(receiver))
+      ).pipe(Effect.asVoid),
     publish: (channel, message) => Effect.sync(() => void bus.publish(channel, message))
   }
 }
