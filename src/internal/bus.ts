@@ -2,7 +2,9 @@
  * The bus: what this instance publishes (the envelope with the frame's text, signed
  * and numbered on a signed bus) and what it receives (verified against the channel,
  * decoded, within the field limits, inside the replay window, not its own; then
- * encoded once and delivered here).
+ * encoded once and delivered here). In routed mode (`routing: "user"`) the message is
+ * the routed format of `wire.ts` on the target's own channel, and what arrives is
+ * written as the publisher encoded it.
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -42,11 +44,6 @@ export class Bus {
   /** Whether there is a bus to publish on (not `Transport.layerNone`). */
   get enabled(): boolean {
     return this.transport.kind !== "none"
-  }
-
-  /** Routed mode (`routing: "user"`): per-user and room channels, the routed wire format. */
-  get routed(): boolean {
-    return this.transport.routed !== undefined
   }
 
   /**
