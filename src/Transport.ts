@@ -26,6 +26,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { TransportError } from "./Errors.js"
+import * as internalMemoryRouted from "./internal/memoryRouted.js"
 import * as Sequencer from "./Sequencer.js"
 
 export type {
@@ -56,7 +57,11 @@ export interface Handlers {
  * - `"user"`: a per-user message goes on that user's channel ({@link userChannel}), a room
  *   message on the room's ({@link roomChannel}), broadcasts on the shared channel; an
  *   instance subscribes only to the users and rooms it holds, and the frame crosses the bus
- *   encoded once (a new wire format, not readable by 0.1.6).
+ *   encoded once (a new wire format, not readable by 0.1.6). A connection whose user's
+ *   channel is not confirmed yet is registered at once (local sends reach it), but its
+ *   replay (`Last-Event-ID`) runs, and its `'connect'` event fires, once the channel is
+ *   confirmed (or its confirmation failed, reported as a `TransportError`): what another
+ *   instance published in between comes from a shared replay store.
  *
  * @since 0.3.0
  * @category models
@@ -411,19 +416,42 @@ export class MemoryBus {
 export const createMemoryBus = (): MemoryBus => new MemoryBus()
 
 /**
- * A transport on an in-process bus.
+ * Options of the in-process transport.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface MemoryOptions {
+  /** `"user"`: per-user and per-room channels ({@link RoutedChannels}); default `"channel"`. */
+  readonly routing?: Routing | undefined
+  /**
+   * Routed mode only, for tests: called with the channels each {@link RoutedChannels.add}
+   * subscribes to for the first time; the bus delivers their messages once the returned
+   * promise resolves (as a broker does once it acknowledged the subscribe), and the add
+   * completes then. When it rejects, the add fails with a `TransportError` (operation
+   * `"subscribe"`) and the channels stay deaf until removed and added again — a broker's
+   * slow or failed confirmation that the test controls. Default: confirmed at once
+   * (synchronously: a message published after the add is seen).
+   */
+  readonly confirm?: ((channels: ReadonlyArray<string>) => Promise<void> | void) | undefined
+}
+
+/**
+ * A transport on an in-process bus. With `routing: "user"` it also has the
+ * {@link RoutedChannels} of the bus (see {@link MemoryOptions}).
  *
  * @since 0.2.0
  * @category constructors
  */
-export const memory = (bus: MemoryBus): TransportService => ({
+export const memory = (bus: MemoryBus, options?: MemoryOptions): TransportService => ({
   kind: "memory",
   publish: (channel, message) => Effect.sync(() => void bus.publish(channel, message)),
   subscribe: (channel, handlers) =>
     Effect.acquireRelease(
       Effect.sync(() => bus.subscribe(channel, handlers.onMessage)),
       (unsubscribe) => Effect.sync(unsubscribe)
-    ).pipe(Effect.asVoid)
+    ).pipe(Effect.asVoid),
+  routed: options?.routing === "user" ? internalMemoryRouted.make(bus, options.confirm) : undefined
 })
 
 /**
@@ -444,10 +472,11 @@ export const memoryStore = (bus: MemoryBus): Sequencer.Kv => ({
 })
 
 /**
- * The in-process bus as a transport, with its counters as the `Sequencer.Store`.
+ * The in-process bus as a transport, with its counters as the `Sequencer.Store`
+ * (`{ routing: "user" }`: routed, see {@link MemoryOptions}).
  *
  * @since 0.2.0
  * @category layers
  */
-export const layerMemory = (bus: MemoryBus): Layer.Layer<Transport | Sequencer.Store> =>
-  Layer.merge(Layer.succeed(Transport, memory(bus)), Sequencer.layerStoreOf(memoryStore(bus)))
+export const layerMemory = (bus: MemoryBus, options?: MemoryOptions): Layer.Layer<Transport | Sequencer.Store> =>
+  Layer.merge(Layer.succeed(Transport, memory(bus, options)), Sequencer.layerStoreOf(memoryStore(bus)))

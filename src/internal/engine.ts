@@ -42,6 +42,7 @@ import { isNonEmptyString, SendPrep } from "./prepare.js"
 import type { ClusterAdmission } from "./presence.js"
 import { Reconnect } from "./reconnect.js"
 import { inert, Registration } from "./registration.js"
+import { Routes } from "./routes.js"
 import type { SequencerImpl } from "./sequencer.js"
 
 export { isResponse, refuse } from "./registration.js"
@@ -59,6 +60,8 @@ export interface EngineDeps {
   readonly every: (ms: number, tick: () => void) => () => void
   /** Runs an effect in the background (replay lookups that are not synchronous). */
   readonly fork: (effect: Effect.Effect<void>) => void
+  /** Runs an effect in the background, synchronously up to its first asynchronous step (routed subscribes). */
+  readonly forkNow?: ((effect: Effect.Effect<void>) => void) | undefined
 }
 
 export class Engine {
@@ -74,6 +77,8 @@ export class Engine {
   private readonly delivery: Delivery
   private readonly reconnect: Reconnect
   private readonly bus: Bus
+  /** Routed mode: the channels of the users and rooms held here. */
+  readonly routes: Routes | undefined = undefined
   private readonly sequencer: SequencerImpl
   private readonly now: () => number
   /** Runs an effect in the instance's background. */
@@ -115,6 +120,10 @@ export class Engine {
     this.reconnect = new Reconnect(deps.options, deps.replay, this.hub.writer, this.events, deps.fork)
     this.registration = new Registration(deps.options, this.hub, this.events, this.prep, this.reconnect)
     this.bus = new Bus(deps.options, deps.transport, this.instanceId, this.hub, this.prep, this.delivery, this.events, this.now)
+    if (deps.transport.routed !== undefined) {
+      this.routes = new Routes(deps.transport.routed, deps.options.channel, deps.forkNow ?? deps.fork, (error) => this.report(error))
+      this.hub.routes = this.routes
+    }
     this.sequencer = deps.sequencer
   }
 
@@ -176,6 +185,11 @@ export class Engine {
   /** A message from the bus (see `Bus.receive`). */
   receive(raw: string): void {
     this.bus.receive(raw)
+  }
+
+  /** Routed mode: a message from a per-user or room channel (see `Bus.receiveRouted`). */
+  receiveRouted(channel: string, raw: string): void {
+    this.bus.receiveRouted(channel, raw)
   }
 
   // ---------------------------------------------------------------------------
@@ -253,7 +267,7 @@ export class Engine {
         if (type === "all") this.delivery.all(e.frame, p.id, order)
         else if (type === "user") this.delivery.user(target!, e.frame, p.id, true, order)
         else this.delivery.room(target!, e.frame, p.id, order)
-        return this.bus.enabled ? this.bus.publish(type, target, p, e.text, order) : Effect.void
+        return this.bus.enabled ? this.bus.publish(type, target, p, e, order) : Effect.void
       })
     }).pipe(Effect.tapError((error) => Effect.sync(() => this.report(error))))
   }

@@ -19,6 +19,7 @@
  */
 import { Conn, type HubMetrics, kConn, type SinkResponse } from "./conn.js"
 import { type HeartbeatHooks, Heartbeats } from "./heartbeat.js"
+import type { Routes } from "./routes.js"
 import { Writer, type WriterHooks } from "./writer.js"
 
 export { Conn, type ConnConfig, type HubMetrics, kConn, Policy, type SinkResponse } from "./conn.js"
@@ -51,6 +52,8 @@ export class Hub {
   /** The write path (per message per connection: `writer.push`). */
   readonly writer: Writer
   readonly heartbeats: Heartbeats
+  /** Routed mode: told of a user's first and last connection, a room's first and last member. */
+  routes: Routes | undefined = undefined
 
   constructor(private readonly hooks: HubHooks) {
     this.writer = new Writer(this, hooks)
@@ -85,8 +88,10 @@ export class Hub {
   add(conn: Conn): void {
     this.conns.set(conn.id, conn)
     const existing = this.users.get(conn.userId)
-    if (existing === undefined) this.users.set(conn.userId, conn)
-    else if (Array.isArray(existing)) existing.push(conn)
+    if (existing === undefined) {
+      this.users.set(conn.userId, conn)
+      this.routes?.userUp(conn.userId)
+    } else if (Array.isArray(existing)) existing.push(conn)
     else this.users.set(conn.userId, [existing, conn])
     const res = conn.res as WithConn
     res[kConn] = conn
@@ -111,7 +116,10 @@ export class Hub {
   join(conn: Conn, room: string): boolean {
     if (conn.closed) return false
     let members = this.rooms.get(room)
-    if (members === undefined) this.rooms.set(room, members = new Set())
+    if (members === undefined) {
+      this.rooms.set(room, members = new Set())
+      this.routes?.roomUp(room)
+    }
     members.add(conn)
     if (conn.rooms === undefined) conn.rooms = new Set()
     conn.rooms.add(room)
@@ -123,7 +131,10 @@ export class Hub {
     const members = this.rooms.get(room)
     if (members !== undefined) {
       members.delete(conn)
-      if (members.size === 0) this.rooms.delete(room)
+      if (members.size === 0) {
+        this.rooms.delete(room)
+        this.routes?.roomDown(room)
+      }
     }
     conn.rooms?.delete(room)
     return true
@@ -153,21 +164,28 @@ export class Hub {
     conn.bytes = 0
     this.conns.delete(conn.id)
     const entry = this.users.get(conn.userId)
-    if (entry === conn) this.users.delete(conn.userId)
-    else if (Array.isArray(entry)) {
+    if (entry === conn) {
+      this.users.delete(conn.userId)
+      this.routes?.userDown(conn.userId)
+    } else if (Array.isArray(entry)) {
       // A new array, not a splice: a delivery loop over this user's connections may be
       // the caller (a backpressure disconnect), and must not skip the next connection.
       const rest = entry.filter((c) => c !== conn)
       if (rest.length === 1) this.users.set(conn.userId, rest[0]!)
-      else if (rest.length === 0) this.users.delete(conn.userId)
-      else this.users.set(conn.userId, rest)
+      else if (rest.length === 0) {
+        this.users.delete(conn.userId)
+        this.routes?.userDown(conn.userId)
+      } else this.users.set(conn.userId, rest)
     }
     if (conn.rooms !== undefined) {
       for (const room of conn.rooms) {
         const members = this.rooms.get(room)
         if (members !== undefined) {
           members.delete(conn)
-          if (members.size === 0) this.rooms.delete(room)
+          if (members.size === 0) {
+            this.rooms.delete(room)
+            this.routes?.roomDown(room)
+          }
         }
       }
     }

@@ -25,7 +25,8 @@ import type { SequencerImpl } from "./sequencer.js"
 export type Prepared = { readonly data: unknown; readonly event: string | undefined; readonly id: string | undefined }
 type PreparedData = { readonly data: unknown; readonly seqKey: string | undefined; readonly seqValue: unknown; readonly final: boolean }
 type PrepareError = RequestIdRequired | SerializeFailed | CallbackFailed
-export type Encoded = { readonly frame: Uint8Array; readonly text: string }
+/** `text`: the serialized data; `frameText`: the frame as text (what the routed bus carries). */
+export type Encoded = { readonly frame: Uint8Array; readonly text: string; readonly frameText: string }
 
 /** Calls a user function from the options; what it throws becomes a `CallbackFailed` (thrown, caught by the send). */
 const call = <A, R>(callback: string, f: (a: A) => R, a: A): R => {
@@ -272,7 +273,8 @@ export class SendPrep {
       if (size > limit) return new PayloadTooLarge({ size, limit })
     }
     // JSON.stringify never writes a raw line break: no need to look for one.
-    return { frame: Frame.message(text, { id, event }, this.jsonSerializer), text }
+    const frameText = Frame.messageText(text, { id, event }, this.jsonSerializer)
+    return { frame: Buffer.from(frameText, "utf8"), text, frameText }
   }
 
   /** An `InvalidInput` when `userId` is not a non-empty string within `maxUserIdLength`. */

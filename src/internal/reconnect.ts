@@ -31,9 +31,14 @@ export class Reconnect {
   replayTo(conn: Conn, lastEventId: string): void {
     if (lastEventId.length > this.options.maxLastEventIdLength) {
       this.events.report(new LastEventIdTooLong({ length: lastEventId.length, limit: this.options.maxLastEventIdLength }))
+      // (routed mode: frames held while the channel was confirmed go out now)
+      if (conn.held !== undefined) this.writer.release(conn, [])
       return
     }
-    if (!this.replay.enabled || lastEventId.length === 0) return
+    if (!this.replay.enabled || lastEventId.length === 0) {
+      if (conn.held !== undefined) this.writer.release(conn, [])
+      return
+    }
     const gapEvent = this.options.replayGapEvent
     const gap = (reason: string) => Frame.message(JSON.stringify({ lastEventId, reason }), { event: gapEvent! })
     const write = (frames: ReadonlyArray<Uint8Array>, lastOrder: number | undefined) => {

@@ -344,10 +344,34 @@ export class Registration {
     hub.add(conn)
     if (!ok) hub.writer.block(conn)
     for (const room of resolved.rooms) hub.join(conn, room)
+    const routes = hub.routes
+    if (routes !== undefined && !conn.closed) {
+      // Routed mode: the user's (and the rooms') channels may not be confirmed yet.
+      // Local sends reach the connection at once; its replay runs, and 'connect' fires,
+      // once they are, so what another instance published meanwhile comes from the
+      // replay store. Until then a reconnect's live frames are held (written after the
+      // replay, those it had skipped).
+      const channels = [routes.userChannel(userId)]
+      for (const room of resolved.rooms) channels.push(routes.roomChannel(room))
+      const ready = routes.whenReady(channels, () => {
+        if (conn.closed) return
+        if (lastEventId !== undefined) this.reconnect.replayTo(conn, lastEventId)
+        if (!conn.closed) this.events.emit("connect", { userId, connId })
+      })
+      if (!ready) {
+        if (lastEventId !== undefined) hub.writer.hold(conn)
+        return this.handleOf(conn)
+      }
+    }
     if (lastEventId !== undefined) this.reconnect.replayTo(conn, lastEventId)
     if (!conn.closed) this.events.emit("connect", { userId, connId })
+    return this.handleOf(conn)
+  }
+
+  private handleOf(conn: Conn): ConnectionHandle {
+    const hub = this.hub
     return {
-      connId,
+      connId: conn.id,
       close: () => hub.remove(conn, true),
       join: (room: string) => this.join(conn, room),
       leave: (room: string) => isNonEmptyString(room) ? hub.leave(conn, room) : false

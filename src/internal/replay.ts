@@ -71,7 +71,7 @@ class Ring {
   }
 
   /** Frames after the last occurrence of `id`, or undefined when `id` is not here. */
-  after(id: string): { frames: Array<Uint8Array>; ids: Array<string> } | undefined {
+  after(id: string): { frames: Array<Uint8Array>; ids: Array<string>; lastOrder: number | undefined } | undefined {
     const cap = this.capacity
     for (let k = this.length - 1; k >= 0; k--) {
       if (this.ids[(this.start + k) % cap] === id) {
@@ -82,7 +82,9 @@ class Ring {
           frames.push(this.frames[i]!)
           ids.push(this.ids[i]!)
         }
-        return { frames, ids }
+        // a shared buffer: the newest frame's order key (live frames at or below it came with the replay)
+        const lastOrder = this.orders === undefined ? undefined : this.orders[(this.start + this.length - 1) % cap]
+        return { frames, ids, lastOrder }
       }
     }
     return undefined
@@ -226,9 +228,10 @@ export class MemoryReplay {
     const missed = ring.missed
     ring.missed = false
     if (found === undefined) return { _tag: "Miss", reason: ring.overflowed ? "evicted" : "unknown" }
-    return missed
-      ? { _tag: "Found", frames: found.frames, ids: found.ids, missed: true }
-      : { _tag: "Found", frames: found.frames, ids: found.ids }
+    const base = found.lastOrder === undefined
+      ? { _tag: "Found" as const, frames: found.frames, ids: found.ids }
+      : { _tag: "Found" as const, frames: found.frames, ids: found.ids, lastOrder: found.lastOrder }
+    return missed ? { ...base, missed: true } : base
   }
 
   clear(userId?: string): void {

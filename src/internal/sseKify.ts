@@ -90,7 +90,8 @@ export const make = (
       sequencer,
       now,
       every,
-      fork: (effect) => void runFork(effect)
+      fork: (effect) => void runFork(effect),
+      forkNow: (effect) => void runFork(effect, { immediate: true })
     })
     const e = engine
     if (sequencer.subscribeErrors !== undefined) yield* sequencer.subscribeErrors((warning) => e.report(warning))
@@ -112,6 +113,13 @@ export const make = (
     )
     yield* Effect.addFinalizer(() => Fiber.interrupt(subscription))
     const ready = Effect.asVoid(Fiber.await(subscription))
+    // Routed mode: the receiver of the per-user and room channels, for the layer's life.
+    if (transport.routed !== undefined) {
+      yield* transport.routed.listen(
+        (channel, raw) => e.receiveRouted(channel, raw),
+        (error) => e.report(error)
+      )
+    }
 
     // One housekeeping ticker: replay TTL and idle seq keys.
     const sweepMs = Math.max(10_000, Math.min(resolved.recentTTLMs > 0 ? resolved.recentTTLMs : 60_000, resolved.seqTTLSeconds > 0 ? resolved.seqTTLSeconds * 1000 : 60_000, 60_000))

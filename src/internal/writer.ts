@@ -391,8 +391,10 @@ export class Writer {
     if (held === undefined) return
     // (orders and frames are pushed together; were they ever not, nothing is skipped)
     const aligned = orders !== undefined && orders.length === held.length
+    // a held frame the replay wrote (the same bytes: recorded by this instance) is not written twice
+    const replayed = first.length > 0 ? new Set(first) : undefined
     for (let i = 0; i < held.length; i++) {
-      if (!aligned || orders[i]! > replayedTo) this.push(conn, held[i]!)
+      if ((!aligned || orders[i]! > replayedTo) && replayed?.has(held[i]!) !== true) this.push(conn, held[i]!)
     }
   }
 }
