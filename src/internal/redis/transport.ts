@@ -9,6 +9,13 @@ import { TransportError } from "../../Errors.js"
 import type { Handlers, TransportService } from "../../Transport.js"
 import type { RedisConnectionService } from "../../RedisConnection.js"
 import * as Errors from "./errors.js"
+import * as Routed from "./routed.js"
+
+/** How the transport routes (see `TransportRedis.RoutingOptions`), resolved. */
+export interface Routing {
+  /** `undefined`: the shared channel only (`routing: "channel"`). */
+  readonly routed: Routed.Mode | undefined
+}
 
 /** What {@link make} returns: the service, and `release` to detach it from the connection. */
 export interface Built {
@@ -26,7 +33,7 @@ interface Entry {
  * `onError` of every current subscription, deduplicated per outage (see `errors.ts`).
  * Each subscription waits for Redis' confirmation at most the subscribe timeout.
  */
-export const make = (connection: RedisConnectionService): Built => {
+export const make = (connection: RedisConnectionService, routing: Routing = { routed: undefined }): Built => {
   const { subscriber } = connection
   const channels = new Map<string, Set<Entry>>()
   let released = false
@@ -128,14 +135,18 @@ export const make = (connection: RedisConnectionService): Built => {
       ).pipe(Effect.zipRight(Effect.promise(() => waitSubscribed(channel, handlers))))
     })
 
+  const routed = routing.routed === undefined ? undefined : Routed.make(connection, routing.routed)
+
   const service: TransportService = {
     kind: "redis",
     publish,
-    subscribe
+    subscribe,
+    ...(routed === undefined ? {} : { routed: routed.routed })
   }
 
   const release = () => {
     released = true
+    routed?.release()
     unwatch()
     subscriber.off("message", onMessage)
     channels.clear()
