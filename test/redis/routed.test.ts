@@ -3,16 +3,21 @@
  * redis-server: counted interest, one command per tick, confirmation, reconnects.
  */
 import { expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { afterAll, beforeAll, describe } from "vitest"
-import { TransportError } from "../../src/Errors.js"
+import { InvalidInput, TransportError } from "../../src/Errors.js"
+import { SSEKify } from "../../src/facade.js"
+import { createIORedisAdapter } from "../../src/redisAdapter.js"
+import * as RedisTransport from "../../src/RedisTransport.js"
 import * as RedisConnection from "../../src/RedisConnection.js"
 import type { RoutedChannels } from "../../src/Transport.js"
-import { userChannel } from "../../src/Transport.js"
+import { createMemoryBus, Transport, userChannel } from "../../src/Transport.js"
 import * as TransportRedis from "../../src/Transport/Redis.js"
 import { redisAvailable, redisCli, type RedisServer, startRedis, stopAll } from "../support/redisServer.js"
 import { eventually, eventuallyEffect, info, unique } from "./helpers.js"
@@ -295,4 +300,64 @@ describe.skipIf(!redisAvailable())("Redis routed channels (single node)", () => 
       const final = yield* Effect.promise(() => commandCalls(server.port))
       expect(delta(after, final, "spublish")).toBe(channels.length)
     }))
+
+  describe("choosing the routing", () => {
+    /** The routed channels of the layer's transport (the layer lives as long as the test's scope). */
+    const routedOf = (layer: Layer.Layer<Transport>) =>
+      Effect.map(Layer.build(layer), (context) => Context.get(context, Transport).routed)
+
+    it.scopedLive("RedisTransport.layer / layerAdapter: routing 'user' gives routed channels, the default none", () =>
+      Effect.gen(function*() {
+        expect(yield* routedOf(RedisTransport.layer({ url: server.url }))).toBeUndefined()
+        expect(yield* routedOf(RedisTransport.layer({ url: server.url, routing: "user" }))).toBeDefined()
+        const plain = createIORedisAdapter(server.url)
+        const routedAdapter = createIORedisAdapter(server.url, { routing: "user" })
+        yield* Effect.addFinalizer(() => Effect.promise(() => Promise.all([plain.close(), routedAdapter.close()])))
+        expect(yield* routedOf(RedisTransport.layerAdapter(plain))).toBeUndefined()
+        expect(yield* routedOf(RedisTransport.layerAdapter(plain, { routing: "user" }))).toBeDefined()
+        expect(yield* routedOf(RedisTransport.layerAdapter(routedAdapter))).toBeDefined()
+        // given to layerAdapter, routing wins over the adapter's
+        expect(yield* routedOf(RedisTransport.layerAdapter(routedAdapter, { routing: "channel" }))).toBeUndefined()
+        // a routed transport on the adapter's connection works
+        const routed = (yield* routedOf(RedisTransport.layerAdapter(routedAdapter)))!
+        const at = receiver()
+        yield* at.listen(routed)
+        const ch = userChannel(unique("app"), "adapter")
+        yield* routed.add([ch])
+        yield* Effect.promise(() => plain.publish(ch, "via the plain adapter"))
+        yield* eventually("the message", () => at.of(ch).length === 1)
+      }))
+
+    it("a foreign RedisLike adapter with routing 'user' is refused with InvalidInput", () => {
+      const bus = createMemoryBus()
+      const refused = (f: () => unknown) => {
+        try {
+          f()
+        } catch (e) {
+          return e
+        }
+        return undefined
+      }
+      const e1 = refused(() => RedisTransport.layerAdapter(bus.adapter(), { routing: "user" }))
+      expect(e1).toBeInstanceOf(InvalidInput)
+      expect((e1 as InvalidInput).field).toBe("routing")
+      const e2 = refused(() => new SSEKify({ redis: bus.adapter(), routing: "user" }))
+      expect(e2).toBeInstanceOf(InvalidInput)
+      expect((e2 as InvalidInput).field).toBe("routing")
+      const e3 = refused(() => new SSEKify({ routing: "users" as never }))
+      expect(e3).toBeInstanceOf(InvalidInput)
+      expect((e3 as InvalidInput).reason).toContain("'channel' or 'user'")
+      // routing 'channel' on a foreign adapter is today's behaviour
+      expect(refused(() => RedisTransport.layerAdapter(bus.adapter(), { routing: "channel" }))).toBeUndefined()
+    })
+
+    it.live("SSEKify({ redis: url, routing: 'user' }) builds on the Redis transport and shuts down", () =>
+      Effect.gen(function*() {
+        const sse = new SSEKify({ redis: server.url, routing: "user", keepAliveMs: 0 })
+        yield* Effect.promise(() => sse.shutdown({ announce: false, graceMs: 0 }))
+        const adapter = createIORedisAdapter(server.url, { routing: "user" })
+        const viaAdapter = new SSEKify({ redis: adapter, keepAliveMs: 0 })
+        yield* Effect.promise(() => viaAdapter.shutdown({ announce: false, graceMs: 0 }))
+      }))
+  })
 })
