@@ -18,6 +18,7 @@
  */
 import type { Cluster, Redis, RedisOptions } from "ioredis"
 import type * as Clients from "./internal/redis/clients.js"
+import { SubscriberQueue } from "./internal/redis/clients.js"
 import { Connection, ConnectionKey } from "./internal/redis/connection.js"
 import * as Errors from "./internal/redis/errors.js"
 import * as Scripts from "./internal/redis/scripts.js"
@@ -161,19 +162,24 @@ export const createIORedisAdapter = (
   }
   // a refused SUBSCRIBE may carry the failed AUTH's arguments: redacted, as every command's
   const clean = (error: unknown) => Promise.reject(Errors.sanitize(error))
+  // (un)subscribes wait for a ready connection (see SubscriberQueue)
+  const queue = new SubscriberQueue(subscriber)
 
   const adapter = {
     publish: (channel: string, message: string) => connection.publishPromise(channel, message),
     subscribe: (channel: string) => {
       if (connection.closed) return closed()
-      const pending = subscriber.subscribe(channel)
+      const pending = queue.run(() => subscriber.subscribe(channel))
       pending.catch(() => {})
       return connection.confirm(`SUBSCRIBE ${channel}`, pending).then(() => undefined, clean)
     },
     unsubscribe: (channel: string) =>
       connection.closed
         ? Promise.resolve()
-        : connection.confirm(`UNSUBSCRIBE ${channel}`, subscriber.unsubscribe(channel)).then(() => undefined, clean),
+        : connection.confirm(`UNSUBSCRIBE ${channel}`, queue.run(() => subscriber.unsubscribe(channel))).then(
+          () => undefined,
+          clean
+        ),
     on: (event: string, listener: (...args: Array<never>) => void) => {
       if (event === "message") subscriber.on("message", listener as (channel: string, message: string) => void)
       else if (event === "error") errorListeners.add(listener as (error: unknown) => void)
@@ -188,6 +194,7 @@ export const createIORedisAdapter = (
     close: () =>
       connection.close().finally(() => {
         unwatch()
+        queue.detach()
         errorListeners.clear()
       }),
     ...kv,

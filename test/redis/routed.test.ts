@@ -13,7 +13,7 @@ import * as Scope from "effect/Scope"
 import { afterAll, beforeAll, describe } from "vitest"
 import { InvalidInput, TransportError } from "../../src/Errors.js"
 import { SSEKify } from "../../src/facade.js"
-import { createIORedisAdapter } from "../../src/redisAdapter.js"
+import { ConnectionsKey, createIORedisAdapter } from "../../src/redisAdapter.js"
 import * as RedisTransport from "../../src/RedisTransport.js"
 import * as RedisConnection from "../../src/RedisConnection.js"
 import type { RoutedChannels } from "../../src/Transport.js"
@@ -360,4 +360,34 @@ describe.skipIf(!redisAvailable())("Redis routed channels (single node)", () => 
         yield* Effect.promise(() => viaAdapter.shutdown({ announce: false, graceMs: 0 }))
       }))
   })
+
+  it.scopedLive("a subscribe asked while the connection is in ioredis' 'connect' state is not lost (transport, adapter, routed)", () =>
+    Effect.gen(function*() {
+      // ioredis wrote SUBSCRIBE before its ready check there; the check's INFO was refused in
+      // subscriber mode and the connection started over without the subscription
+      const inConnectState = (client: { readonly status: string }) =>
+        Effect.promise(async () => {
+          for (let i = 0; i < 20_000 && client.status !== "connect"; i++) await new Promise((r) => setImmediate(r))
+          return client.status
+        })
+      const app = unique("app")
+      const viaTransport = `${app}:t`
+      const viaAdapter = `${app}:a`
+      const viaRouted = userChannel(app, "r")
+
+      const connection = yield* RedisConnection.make({ url: server.url })
+      const transport = yield* TransportRedis.makeWith(connection, { routing: "user" })
+      expect(yield* inConnectState(connection.subscriber)).toBe("connect")
+      yield* transport.subscribe(viaTransport, { onMessage: () => {}, onError: () => {} })
+      yield* transport.routed!.add([viaRouted])
+
+      const adapter = createIORedisAdapter(server.url)
+      yield* Effect.addFinalizer(() => Effect.promise(() => adapter.close()))
+      const { subscriber } = adapter[ConnectionsKey].connections
+      expect(yield* inConnectState(subscriber)).toBe("connect")
+      yield* Effect.promise(() => adapter.subscribe(viaAdapter))
+
+      yield* Effect.sleep("300 millis")
+      expect(yield* Effect.promise(() => numsub(server.port, [viaTransport, viaAdapter, viaRouted]))).toEqual([1, 1, 1])
+    }))
 })

@@ -8,6 +8,7 @@ import type * as Scope from "effect/Scope"
 import { TransportError } from "../../Errors.js"
 import type { Handlers, TransportService } from "../../Transport.js"
 import type { RedisConnectionService } from "../../RedisConnection.js"
+import { SubscriberQueue } from "./clients.js"
 import * as Errors from "./errors.js"
 import * as Routed from "./routed.js"
 
@@ -69,10 +70,12 @@ export const make = (connection: RedisConnectionService, routing: Routing = { ro
     reportAll(new TransportError({ operation: "subscriber", cause: error })))
   subscriber.on("message", onMessage)
 
+  const queue = new SubscriberQueue(subscriber)
+
   const subscribeChannel = (channel: string): Promise<unknown> => {
     let pending = subscribed.get(channel)
     if (pending === undefined) {
-      const sent = subscriber.subscribe(channel)
+      const sent = queue.run(() => subscriber.subscribe(channel))
       pending = sent
       subscribed.set(channel, sent)
       // the callers observe a rejection; forget it so the next subscription sends SUBSCRIBE again
@@ -86,7 +89,7 @@ export const make = (connection: RedisConnectionService, routing: Routing = { ro
   const unsubscribeChannel = (channel: string) => {
     subscribed.delete(channel)
     if (subscriber.status === "end") return
-    subscriber.unsubscribe(channel).catch(ignore)
+    queue.run(() => subscriber.unsubscribe(channel)).catch(ignore)
   }
 
   // Never rejects: a refused or unconfirmed SUBSCRIBE is told to the subscriber, and
@@ -147,6 +150,7 @@ export const make = (connection: RedisConnectionService, routing: Routing = { ro
   const release = () => {
     released = true
     routed?.release()
+    queue.detach()
     unwatch()
     subscriber.off("message", onMessage)
     channels.clear()
