@@ -39,6 +39,7 @@ export type Mode = "classic" | "sharded"
 export const maxChannelsPerCommand = 1000
 
 const maxRetryDelayMs = 2000
+const maxClusterResendMs = 60_000
 
 interface Entry {
   /** Interests held (`add` minus `remove`). */
@@ -47,6 +48,8 @@ interface Entry {
   sent: boolean
   /** Redis confirmed that subscribe. */
   confirmed: boolean
+  /** Subscribes sent since the last confirmation (spaces the resends on a Cluster). */
+  attempts: number
   /** The `add`s waiting for the confirmation. */
   readonly waiters: Set<() => void>
 }
@@ -137,13 +140,18 @@ export const make = (connection: RedisConnectionService, mode: Mode): Built => {
   /** Sends one subscribe for `channels` and completes their entries when Redis confirms it. */
   const subscribeGroup = (channels: ReadonlyArray<string>) => {
     const sent = channels.map((channel) => [channel, entries.get(channel)!] as const)
-    for (const [, entry] of sent) entry.sent = true
+    let attempts = 0
+    for (const [, entry] of sent) {
+      entry.sent = true
+      attempts = Math.max(attempts, entry.attempts++)
+    }
     const current = () => sent.filter(([channel, entry]) => entries.get(channel) === entry && entry.sent && !entry.confirmed)
     subscribeCommand(channels).then(
       () => {
         retries = 0
         for (const [, entry] of current()) {
           entry.confirmed = true
+          entry.attempts = 0
           settle(entry)
         }
       },
@@ -154,9 +162,12 @@ export const make = (connection: RedisConnectionService, mode: Mode): Built => {
         resend(failed.map(([channel]) => channel), Math.min(100 * 2 ** retries++, maxRetryDelayMs))
       }
     )
-    // On a Cluster an SSUBSCRIBE answered by MOVED stays unsettled: send it again
+    // On a Cluster an SSUBSCRIBE answered by MOVED stays unsettled: send it again after the
+    // subscribe timeout, then spaced out (each resend is also kept by ioredis' subscriber
+    // group until the channel is left)
     if (cluster) {
-      later(connection.timing.subscribeTimeoutMs, () => {
+      const delay = Math.min(connection.timing.subscribeTimeoutMs * 2 ** Math.min(attempts, 5), maxClusterResendMs)
+      later(delay, () => {
         const waiting = current()
         if (!released && waiting.length > 0) resend(waiting.map(([channel]) => channel), 0)
       })
@@ -253,7 +264,7 @@ export const make = (connection: RedisConnectionService, mode: Mode): Built => {
       for (const channel of channels) {
         let entry = entries.get(channel)
         if (entry === undefined) {
-          entry = { refs: 0, sent: false, confirmed: false, waiters: new Set() }
+          entry = { refs: 0, sent: false, confirmed: false, attempts: 0, waiters: new Set() }
           entries.set(channel, entry)
         }
         entry.refs++
