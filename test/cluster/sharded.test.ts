@@ -230,6 +230,7 @@ describe.skipIf(!redisAvailable())("Redis routed channels, sharded Pub/Sub (3-ma
       const followMs = Date.now() - moved
       console.log("[sharded] slot move:", JSON.stringify({ slot, from: source.port, to: target.port, followMs, publishes: i }))
       expect(at.of(ch).length).toBeGreaterThanOrEqual(2)
+      expect(at.errors).toEqual([])
       expect(yield* Effect.promise(() => shardNumsub(target.port, ch))).toBe(1)
     }), 40_000)
 

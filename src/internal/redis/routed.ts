@@ -40,6 +40,7 @@ export const maxChannelsPerCommand = 1000
 
 const maxRetryDelayMs = 2000
 const maxClusterResendMs = 60_000
+const slotMoveRefreshMs = 1000
 
 interface Entry {
   /** Interests held (`add` minus `remove`). */
@@ -312,6 +313,21 @@ export const make = (connection: RedisConnectionService, mode: Mode): Built => {
   // the same subscriber connection) reports them once; this reports failed subscribes.
   subscriber.on("message", onMessage)
   subscriber.on("smessage", onMessage)
+  // A slot moved away: its master drops the slot's shard channels with an unsolicited
+  // `sunsubscribe`, which ioredis does not expect (it reports a "Command queue state
+  // error … Last reply: sunsubscribe,…" as a `nodeError`). Asking for the slot layout
+  // resubscribes them on the new owner; asked now and once more a second later (the node
+  // asked may not know the move yet), else the periodic refresh does it within 5 s.
+  const refreshSlots = () => {
+    if (!released && isCluster(subscriber)) subscriber.refreshSlotsCache()
+  }
+  const onNodeError = (error: unknown) => {
+    if (error instanceof Error && error.message.includes("Last reply: sunsubscribe")) {
+      refreshSlots()
+      later(slotMoveRefreshMs, refreshSlots)
+    }
+  }
+  if (cluster && mode === "sharded") subscriber.on("nodeError", onNodeError)
 
   const listen = (
     onMessage: (channel: string, message: string) => void,
@@ -364,6 +380,7 @@ export const make = (connection: RedisConnectionService, mode: Mode): Built => {
     subscriber.off("message", onMessage)
     subscriber.off("smessage", onMessage)
     subscriber.off("ready", onReady)
+    subscriber.off("nodeError", onNodeError)
     gate?.detach()
     listener = undefined
   }
