@@ -237,6 +237,31 @@ describe.skipIf(!redisAvailable())("Redis routed channels (single node)", () => 
       yield* Effect.promise(() => own.stop())
     }), 30_000)
 
+  it.scopedLive("a SUBSCRIBE written but unanswered when redis-server dies is sent again after the restart, and its add completes", () =>
+    Effect.gen(function*() {
+      const own = yield* Effect.promise(() => startRedis())
+      const { routed } = yield* routedOn(own.url, { subscribeTimeout: 15_000 })
+      const { routed: publisher } = yield* routedOn(own.url)
+      const at = receiver()
+      yield* at.listen(routed)
+      const app = unique("app")
+      yield* routed.add([userChannel(app, "warm")]) // the connection is ready
+      const inFlight = userChannel(app, "in-flight")
+      process.kill(own.pid!, "SIGSTOP") // the SUBSCRIBE is written, never answered by this process
+      const pending = Effect.runFork(routed.add([inFlight]))
+      yield* Effect.sleep("200 millis")
+      expect(pending.unsafePoll()).toBeNull()
+      yield* Effect.promise(() => own.kill())
+      yield* Effect.promise(() => own.restart())
+      yield* Fiber.join(pending)
+      expect(yield* Effect.promise(() => numsub(own.port, [inFlight]))).toEqual([1])
+      yield* publisher.publish(inFlight, "after").pipe(
+        Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.intersect(Schedule.recurs(50))))
+      )
+      yield* eventually("after", () => at.of(inFlight).length === 1)
+      yield* Effect.promise(() => own.stop())
+    }), 30_000)
+
   it.scopedLive("listen: only routed channels (the shared channel is not one); a throwing receiver is reported and the next message still arrives", () =>
     Effect.gen(function*() {
       const { connection, transport, routed } = yield* routedOn(server.url)
