@@ -18,7 +18,7 @@
  */
 import type { Cluster, Redis, RedisOptions } from "ioredis"
 import type * as Clients from "./internal/redis/clients.js"
-import { SubscriberQueue } from "./internal/redis/clients.js"
+import { SubscriberQueue } from "./internal/redis/subscriberQueue.js"
 import { Connection, ConnectionKey } from "./internal/redis/connection.js"
 import * as Errors from "./internal/redis/errors.js"
 import * as Scripts from "./internal/redis/scripts.js"

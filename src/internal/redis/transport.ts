@@ -8,7 +8,7 @@ import type * as Scope from "effect/Scope"
 import { TransportError } from "../../Errors.js"
 import type { Handlers, TransportService } from "../../Transport.js"
 import type { RedisConnectionService } from "../../RedisConnection.js"
-import { SubscriberQueue } from "./clients.js"
+import { SubscriberQueue } from "./subscriberQueue.js"
 import * as Errors from "./errors.js"
 import * as Routed from "./routed.js"
 
