@@ -30,6 +30,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import { InvalidInput } from "./Errors.js"
 import { connectionOf } from "./internal/redis/connection.js"
 import * as Presence from "./Presence.js"
 import * as PresenceRedis from "./Presence/Redis.js"
@@ -102,9 +103,22 @@ const storesOf = (connection: RedisConnection.RedisConnectionService): RedisKv =
 })
 
 const onConnection = (
-  connection: RedisConnection.RedisConnectionService
+  connection: RedisConnection.RedisConnectionService,
+  routing?: TransportRedis.RoutingOptions
 ): Effect.Effect<RedisTransportService, never, Scope.Scope> =>
-  Effect.map(TransportRedis.makeWith(connection), (transport) => ({ ...transport, kv: Option.some(storesOf(connection)) }))
+  Effect.map(
+    TransportRedis.makeWith(connection, routing),
+    (transport) => ({ ...transport, kv: Option.some(storesOf(connection)) })
+  )
+
+/**
+ * The options of {@link make} and {@link layer}: the connection's, plus how the
+ * transport routes (`routing: "user"`, `sharded`; see `TransportRedis.RoutingOptions`).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type LayerOptions = RedisConnection.Options & TransportRedis.RoutingOptions
 
 /**
  * Opens a connection and returns the transport with the connection's stores; the
@@ -113,8 +127,8 @@ const onConnection = (
  * @since 0.2.0
  * @category constructors
  */
-export const make = (options: RedisConnection.Options): Effect.Effect<RedisTransportService, never, Scope.Scope> =>
-  Effect.flatMap(RedisConnection.make(options), onConnection)
+export const make = (options: LayerOptions): Effect.Effect<RedisTransportService, never, Scope.Scope> =>
+  Effect.flatMap(RedisConnection.make(options), (connection) => onConnection(connection, options))
 
 /**
  * Every Redis backend on the `RedisConnection` of the context.
@@ -130,10 +144,33 @@ export const layerServices: Layer.Layer<Services, never, RedisConnection.RedisCo
 )
 
 /**
- * One connection and every Redis backend on it.
+ * {@link layerServices} with the transport routed as `routing` says.
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerServicesWith = (
+  routing: TransportRedis.RoutingOptions
+): Layer.Layer<Services, never, RedisConnection.RedisConnection> =>
+  Layer.mergeAll(
+    TransportRedis.layerWith(routing),
+    SequencerRedis.layerStore,
+    ReplayBufferRedis.layerStore,
+    PresenceRedis.layerStore
+  )
+
+const routingIn = (options: TransportRedis.RoutingOptions | undefined): TransportRedis.RoutingOptions => ({
+  ...(options?.routing !== undefined ? { routing: options.routing } : {}),
+  ...(options?.sharded !== undefined ? { sharded: options.sharded } : {})
+})
+
+/**
+ * One connection and every Redis backend on it; `routing: "user"` routes per user and
+ * room (sharded Pub/Sub on a Cluster unless `sharded: false`).
  *
  * ```ts
  * RedisTransport.layer({ url: "redis://127.0.0.1:6379" })
+ * RedisTransport.layer({ url: "redis://127.0.0.1:6379", routing: "user" })
  * RedisTransport.layer({ client: existingIORedisClient })
  * RedisTransport.layer({ cluster: [{ host: "10.0.0.1", port: 7000 }], password })
  * RedisTransport.layer({ sentinel: { sentinels: [{ host: "10.0.0.5", port: 26379 }], name: "mymaster" } })
@@ -142,8 +179,8 @@ export const layerServices: Layer.Layer<Services, never, RedisConnection.RedisCo
  * @since 0.2.0
  * @category layers
  */
-export const layer = (options: RedisConnection.Options): Layer.Layer<Services> =>
-  layerServices.pipe(Layer.provide(RedisConnection.layer(options)))
+export const layer = (options: LayerOptions): Layer.Layer<Services> =>
+  layerServicesWith(routingIn(options)).pipe(Layer.provide(RedisConnection.layer(options)))
 
 /**
  * {@link layer} configured from the environment (see `RedisConnection.config`);
@@ -152,8 +189,10 @@ export const layer = (options: RedisConnection.Options): Layer.Layer<Services> =
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig = (options?: RedisConnection.CommonOptions): Layer.Layer<Services, ConfigError.ConfigError> =>
-  layerServices.pipe(
+export const layerConfig = (
+  options?: RedisConnection.CommonOptions & TransportRedis.RoutingOptions
+): Layer.Layer<Services, ConfigError.ConfigError> =>
+  layerServicesWith(routingIn(options)).pipe(
     Layer.provide(
       Layer.scoped(
         RedisConnection.RedisConnection,
@@ -161,6 +200,27 @@ export const layerConfig = (options?: RedisConnection.CommonOptions): Layer.Laye
       )
     )
   )
+
+/**
+ * The options of {@link fromAdapter} and {@link layerAdapter}.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface AdapterOptions extends TransportRedis.RoutingOptions {
+  /** Close the adapter when the scope closes. */
+  readonly closeOnRelease?: boolean
+}
+
+const foreignAdapter = () =>
+  new InvalidInput({
+    field: "routing",
+    reason: "'user' needs the Redis transport (a Redis URL, createIORedisAdapter(...) or RedisTransport.layer), not a RedisLike adapter"
+  })
+
+/** The routing of `options` when they say one, else the one the adapter was made with. */
+const adapterRouting = (adapter: RedisLike, options: AdapterOptions | undefined): TransportRedis.RoutingOptions =>
+  options?.routing !== undefined ? routingIn(options) : routingIn(connectionOf(adapter)?.routing)
 
 /**
  * A transport on a `RedisLike` adapter. An adapter made by `createIORedisAdapter`
@@ -171,15 +231,22 @@ export const layerConfig = (options?: RedisConnection.CommonOptions): Layer.Laye
  * With `closeOnRelease`, the adapter's `close()` runs when the scope closes (what the
  * original `shutdown()` did); otherwise the adapter stays open.
  *
+ * `routing: "user"` (here, or given to `createIORedisAdapter`; here wins) routes per
+ * user and room; it needs an adapter made by `createIORedisAdapter`: the effect dies
+ * with `InvalidInput` for any other.
+ *
  * @since 0.2.0
  * @category constructors
  */
 export const fromAdapter = (
   adapter: RedisLike,
-  options?: { readonly closeOnRelease?: boolean }
+  options?: AdapterOptions
 ): Effect.Effect<RedisTransportService, never, Scope.Scope> =>
   Option.match(RedisConnection.fromAdapter(adapter), {
-    onNone: () => Effect.map(fromRedisLike(adapter, options), (t) => ({ ...t, kv: Option.none() })),
+    onNone: () =>
+      options?.routing === "user"
+        ? Effect.die(foreignAdapter())
+        : Effect.map(fromRedisLike(adapter, options), (t) => ({ ...t, kv: Option.none() })),
     onSome: (connection) =>
       Effect.gen(function*() {
         if (options?.closeOnRelease && typeof adapter.close === "function") {
@@ -187,7 +254,7 @@ export const fromAdapter = (
           // a user's adapter may throw or reject on close: neither may fail the scope's release
           yield* Effect.addFinalizer(() => Effect.ignore(Effect.tryPromise(async () => close())))
         }
-        return yield* Effect.flatMap(connection, onConnection)
+        return yield* Effect.flatMap(connection, (c) => onConnection(c, adapterRouting(adapter, options)))
       })
   })
 
@@ -198,15 +265,21 @@ export const fromAdapter = (
  * `Transport.layerRedisLike` (a `Sequencer.Store` when the adapter has `incr` /
  * `expire`). The layer's type names what every adapter gives.
  *
+ * @throws InvalidInput with `routing: "user"` on an adapter not made by
+ * `createIORedisAdapter` (it cannot subscribe per user in one command).
+ *
  * @since 0.2.0
  * @category layers
  */
 export const layerAdapter = (
   adapter: RedisLike,
-  options?: { readonly closeOnRelease?: boolean }
+  options?: AdapterOptions
 ): Layer.Layer<Transport> =>
   Option.match(RedisConnection.fromAdapter(adapter), {
-    onNone: () => layerRedisLike(adapter, options),
+    onNone: () => {
+      if (options?.routing === "user") throw foreignAdapter()
+      return layerRedisLike(adapter, options)
+    },
     onSome: () =>
       Layer.scopedContext(
         Effect.flatMap(fromAdapter(adapter, options), (t) =>

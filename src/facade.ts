@@ -70,6 +70,16 @@ export interface SSEKifyOptions extends Options {
    * `createMemoryBus().adapter()` for tests). Omitted: this instance only.
    */
   readonly redis?: Transport.RedisLike | string | undefined
+  /**
+   * How messages cross the bus: `'channel'` (the default: one shared channel, readable
+   * by 0.1.6 instances during a rolling upgrade) or `'user'` (per-user and per-room
+   * channels, each instance receives only what its users and rooms need; sharded Pub/Sub
+   * on a Redis Cluster, Redis ≥ 7). `'user'` needs `redis` to be a Redis URL or a
+   * `createIORedisAdapter(...)` adapter (given to the adapter, `routing` works too).
+   *
+   * @since 0.3.0
+   */
+  readonly routing?: Transport.Routing | undefined
 }
 
 /**
@@ -159,7 +169,7 @@ export class SSEKify extends EventEmitter {
     // The backends from the options: the bus (and the stores it offers) under the
     // default stores, under the service.
     const layer = Layer.scoped(SseKify, makeService(options, { unrefTimers: true })).pipe(
-      Layer.provide(layerStores(options).pipe(Layer.provideMerge(transportLayer(options?.redis))))
+      Layer.provide(layerStores(options).pipe(Layer.provideMerge(transportLayer(options?.redis, options?.routing))))
     )
     this.#runtime = ManagedRuntime.make(layer)
     try {

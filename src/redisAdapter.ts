@@ -18,10 +18,12 @@
  */
 import type { Cluster, Redis, RedisOptions } from "ioredis"
 import type * as Clients from "./internal/redis/clients.js"
+import { SubscriberQueue } from "./internal/redis/subscriberQueue.js"
 import { Connection, ConnectionKey } from "./internal/redis/connection.js"
 import * as Errors from "./internal/redis/errors.js"
 import * as Scripts from "./internal/redis/scripts.js"
 import type { CommonOptions } from "./RedisConnection.js"
+import type { RoutingOptions } from "./Transport/Redis.js"
 import { settingsOf, timingOf } from "./internal/redis/options.js"
 import type { RedisKvLike, RedisLike } from "./Transport.js"
 
@@ -37,12 +39,13 @@ export type IORedisAdapterInput = string | RedisOptions | Redis | Cluster
 
 /**
  * The tuning of the adapter's connections (the same as `RedisTransport`'s, without
- * the connection target). Durations in milliseconds or as `Duration` input.
+ * the connection target), and how `SSEKify` routes on it (`routing: "user"`, see
+ * `TransportRedis.RoutingOptions`). Durations in milliseconds or as `Duration` input.
  *
  * @since 0.2.0
  * @category models
  */
-export type IORedisAdapterOptions = CommonOptions
+export type IORedisAdapterOptions = CommonOptions & RoutingOptions
 
 /**
  * The key of the hidden reference from an adapter to its connection (a registered
@@ -124,6 +127,8 @@ const sourceOf = (input: IORedisAdapterInput): Clients.Source => {
  * createIORedisAdapter({ host: "10.0.0.2", port: 6380, password })
  * createIORedisAdapter({ sentinels: [{ host: "10.0.0.5", port: 26379 }], name: "mymaster" })
  * createIORedisAdapter(new Redis.Cluster([{ host: "10.0.0.1", port: 7000 }]))
+ * // per-user routing (sharded Pub/Sub on a Cluster, Redis ≥ 7)
+ * createIORedisAdapter(process.env.REDIS_URL!, { routing: "user" })
  * ```
  *
  * Throws when `ioredis` is not installed (`npm i ioredis`). Never throws because Redis
@@ -137,6 +142,9 @@ export const createIORedisAdapter = (
   options: IORedisAdapterOptions = {}
 ): IORedisAdapter => {
   const connection = Connection.open(sourceOf(input), settingsOf(options), timingOf(options))
+  if (options.routing !== undefined || options.sharded !== undefined) {
+    connection.routing = { routing: options.routing, sharded: options.sharded }
+  }
   const { subscriber } = connection
   const scripts = Scripts.install(connection.kv)
 
@@ -154,19 +162,24 @@ export const createIORedisAdapter = (
   }
   // a refused SUBSCRIBE may carry the failed AUTH's arguments: redacted, as every command's
   const clean = (error: unknown) => Promise.reject(Errors.sanitize(error))
+  // (un)subscribes wait for a ready connection (see SubscriberQueue)
+  const queue = new SubscriberQueue(subscriber)
 
   const adapter = {
     publish: (channel: string, message: string) => connection.publishPromise(channel, message),
     subscribe: (channel: string) => {
       if (connection.closed) return closed()
-      const pending = subscriber.subscribe(channel)
+      const pending = queue.run(() => subscriber.subscribe(channel))
       pending.catch(() => {})
       return connection.confirm(`SUBSCRIBE ${channel}`, pending).then(() => undefined, clean)
     },
     unsubscribe: (channel: string) =>
       connection.closed
         ? Promise.resolve()
-        : connection.confirm(`UNSUBSCRIBE ${channel}`, subscriber.unsubscribe(channel)).then(() => undefined, clean),
+        : connection.confirm(`UNSUBSCRIBE ${channel}`, queue.run(() => subscriber.unsubscribe(channel))).then(
+          () => undefined,
+          clean
+        ),
     on: (event: string, listener: (...args: Array<never>) => void) => {
       if (event === "message") subscriber.on("message", listener as (channel: string, message: string) => void)
       else if (event === "error") errorListeners.add(listener as (error: unknown) => void)
@@ -181,6 +194,7 @@ export const createIORedisAdapter = (
     close: () =>
       connection.close().finally(() => {
         unwatch()
+        queue.detach()
         errorListeners.clear()
       }),
     ...kv,

@@ -10,8 +10,15 @@
  *   Redis does not confirm within `subscribeTimeout` is reported and completes in the
  *   background.
  *
+ * - with `routing: "user"` ({@link layerWith}) it also has the routed channels
+ *   (`Transport.RoutedChannels`): the per-user and per-room channels the instance holds,
+ *   counted, the subscribes and unsubscribes of one tick in one command; on a Redis
+ *   Cluster (Redis ≥ 7) they are sharded (`SSUBSCRIBE` / `SPUBLISH`: a message stays on
+ *   the master that owns its channel's slot) and follow failovers and slot moves.
+ *
  * ```ts
  * const Bus = TransportRedis.layer.pipe(Layer.provide(RedisConnection.layer({ url })))
+ * const Routed = TransportRedis.layerWith({ routing: "user" }).pipe(Layer.provide(RedisConnection.layer({ url })))
  * ```
  *
  * @since 0.2.0
@@ -19,9 +26,40 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import { isCluster } from "../internal/redis/clients.js"
 import * as Internal from "../internal/redis/transport.js"
 import { RedisConnection, type RedisConnectionService } from "../RedisConnection.js"
-import { Transport, type TransportService } from "../Transport.js"
+import { type Routing, Transport, type TransportService } from "../Transport.js"
+
+/**
+ * How the Redis transport routes messages.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface RoutingOptions {
+  /**
+   * `"channel"` (the default): one shared channel, readable by 0.1.6 instances.
+   * `"user"`: per-user and per-room channels (`Transport.userChannel`,
+   * `Transport.roomChannel`) besides the shared channel of broadcasts; an instance
+   * receives only the messages of the users and rooms it holds.
+   */
+  readonly routing?: Routing | undefined
+  /**
+   * With `routing: "user"`: whether the routed channels use sharded Pub/Sub
+   * (`SSUBSCRIBE` / `SPUBLISH`, Redis ≥ 7). `"auto"` (the default): on a Redis Cluster
+   * yes, on a single node or Sentinel no. The shared channel of broadcasts stays classic
+   * Pub/Sub in every case (every instance listens to it).
+   */
+  readonly sharded?: boolean | "auto" | undefined
+}
+
+const routingOf = (connection: RedisConnectionService, options: RoutingOptions | undefined): Internal.Routing => {
+  if (options?.routing !== "user") return { routed: undefined }
+  const sharded = options.sharded ?? "auto"
+  const on = sharded === "auto" ? isCluster(connection.subscriber) : sharded
+  return { routed: on ? "sharded" : "classic" }
+}
 
 /**
  * The transport on `connection`; its listeners are removed when the scope closes (the
@@ -30,14 +68,20 @@ import { Transport, type TransportService } from "../Transport.js"
  * @since 0.2.0
  * @category constructors
  */
-export const makeWith = (connection: RedisConnectionService): Effect.Effect<TransportService, never, Scope.Scope> =>
+export const makeWith = (
+  connection: RedisConnectionService,
+  options?: RoutingOptions
+): Effect.Effect<TransportService, never, Scope.Scope> =>
   Effect.map(
-    Effect.acquireRelease(Effect.sync(() => Internal.make(connection)), (built) => Effect.sync(built.release)),
+    Effect.acquireRelease(
+      Effect.sync(() => Internal.make(connection, routingOf(connection, options))),
+      (built) => Effect.sync(built.release)
+    ),
     (built) => built.service
   )
 
 /**
- * The transport on the `RedisConnection` of the context.
+ * The transport on the `RedisConnection` of the context (`routing: "channel"`).
  *
  * @since 0.2.0
  * @category constructors
@@ -52,3 +96,13 @@ export const make: Effect.Effect<TransportService, never, RedisConnection | Scop
  * @category layers
  */
 export const layer: Layer.Layer<Transport, never, RedisConnection> = Layer.scoped(Transport, make)
+
+/**
+ * The transport on the `RedisConnection` of the context, routed as `options` say
+ * (`{ routing: "user" }`: per-user and per-room channels, sharded on a Cluster).
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerWith = (options: RoutingOptions): Layer.Layer<Transport, never, RedisConnection> =>
+  Layer.scoped(Transport, Effect.flatMap(RedisConnection, (connection) => makeWith(connection, options)))

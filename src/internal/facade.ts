@@ -20,12 +20,17 @@ import { describe } from "./options.js"
  * connection (transport, seq counters, replay store, presence store); any other
  * `RedisLike` → the generic transport, with a seq store when it has `incr` / `expire`.
  */
-export const transportLayer = (redis: SSEKifyOptions["redis"]): Layer.Layer<Transport.Transport> => {
+export const transportLayer = (
+  redis: SSEKifyOptions["redis"],
+  routing?: SSEKifyOptions["routing"]
+): Layer.Layer<Transport.Transport> => {
   if (redis === undefined || redis === null || redis === "") return Transport.layerNone
+  // `routing` given here wins over the one an adapter was made with
+  const routed = routing === undefined ? {} : { routing }
   if (typeof redis === "string") {
-    return RedisTransport.layerAdapter(createIORedisAdapter(redis), { closeOnRelease: true })
+    return RedisTransport.layerAdapter(createIORedisAdapter(redis, routed), { closeOnRelease: true })
   }
-  if (Transport.isRedisLike(redis)) return RedisTransport.layerAdapter(redis, { closeOnRelease: true })
+  if (Transport.isRedisLike(redis)) return RedisTransport.layerAdapter(redis, { closeOnRelease: true, ...routed })
   throw new InvalidInput({
     field: "redis",
     reason: `must be a Redis URL or an adapter with publish/subscribe/on, got ${describe(redis)}`
@@ -34,17 +39,23 @@ export const transportLayer = (redis: SSEKifyOptions["redis"]): Layer.Layer<Tran
 
 
 /**
- * Options that need the Redis transport are refused here, before the bus is opened: a
+ * Options that need the Redis transport (`replay: 'redis'`, `presence`, `routing: 'user'`)
+ * are refused here, before the bus is opened: a
  * layer that fails after its transport was acquired releases it asynchronously (the
  * adapter's `close()`), and `runSync` would then throw Effect's "cannot be resolved
  * synchronously" instead of the `InvalidInput`.
  */
 export const requireRedisTransport = (options: SSEKifyOptions | undefined): void => {
   if (options === undefined || options === null || typeof options !== "object") return
+  const routing: unknown = options.routing
+  if (routing !== undefined && routing !== "channel" && routing !== "user") {
+    throw new InvalidInput({ field: "routing", reason: `must be 'channel' or 'user', got ${describe(routing)}` })
+  }
   const redis = options.redis
   const isRedis = (typeof redis === "string" && redis !== "") || RedisTransport.isIORedisAdapter(redis)
   if (isRedis || redis === undefined || redis === null || redis === "") return
   const reason = "needs the Redis transport (a Redis URL, createIORedisAdapter(...) or RedisTransport.layer)"
+  if (options.routing === "user") throw new InvalidInput({ field: "routing", reason: `'user' ${reason}` })
   if (options.replay === "redis") throw new InvalidInput({ field: "replay", reason: `'redis' ${reason}` })
   if ((options.presence !== undefined && options.presence !== false) || options.connectionLimitScope === "cluster") {
     throw new InvalidInput({ field: options.presence !== undefined && options.presence !== false ? "presence" : "connectionLimitScope", reason })

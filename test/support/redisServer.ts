@@ -379,8 +379,14 @@ export interface RedisCluster {
   stop(): Promise<void>
 }
 
-/** Starts 3 cluster-enabled masters, creates the cluster and waits until it is ok. */
-export const startCluster = async (): Promise<RedisCluster> => {
+/**
+ * Starts 3 cluster-enabled masters (each with `replicas` replicas: 0 unless given),
+ * creates the cluster and waits until it is ok. With replicas, a master killed is
+ * replaced by its replica after `cluster-node-timeout` (2 s).
+ */
+export const startCluster = async (options: { readonly replicas?: number } = {}): Promise<RedisCluster> => {
+  const replicas = options.replicas ?? 0
+  const size = 3 * (1 + replicas)
   const started: Array<RedisProcess> = []
   const stop = async () => {
     handles.delete(cluster)
@@ -391,7 +397,7 @@ export const startCluster = async (): Promise<RedisCluster> => {
       for (const n of started) {
         const i = info(await redisCli(n.port, ["cluster", "info"]))
         if (i.get("cluster_state") !== "ok" || i.get("cluster_slots_assigned") !== "16384") return false
-        if (i.get("cluster_known_nodes") !== "3") return false
+        if (i.get("cluster_known_nodes") !== String(size)) return false
       }
       return true
     }, timeoutMs, 200)
@@ -405,7 +411,7 @@ export const startCluster = async (): Promise<RedisCluster> => {
   }
   handles.add(cluster)
   try {
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < size; i++) {
       const busPort = await freePort()
       started.push(
         await startNode("ssekify-cluster-", {
@@ -421,7 +427,7 @@ export const startCluster = async (): Promise<RedisCluster> => {
     }
     await redisCli(
       started[0]!.port,
-      ["--cluster", "create", ...started.map((n) => `${HOST}:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+      ["--cluster", "create", ...started.map((n) => `${HOST}:${n.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"],
       { timeoutMs: 30_000 }
     )
     await waitOk()

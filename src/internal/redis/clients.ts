@@ -9,7 +9,9 @@
  *   (re)connecting, a command waits for it at most `offlineTimeoutMs` ({@link ReadyGate})
  *   and then fails: it is never queued to be sent late.
  * - the subscriber keeps its commands until it is connected (offline queue, no retry
- *   limit) and resubscribes by itself after a reconnect (`autoResubscribe`).
+ *   limit) and resubscribes by itself after a reconnect (`autoResubscribe`). On a
+ *   Cluster it also has ioredis' sharded subscribers (one connection per master, for
+ *   `SSUBSCRIBE`), which follow failovers and slot moves.
  * - all of them reconnect for ever (capped delay), until they are closed.
  *
  * @internal
@@ -75,8 +77,21 @@ export const nodeOptions = (role: Role, settings: Settings, base: RedisOptions):
   ...(role === "sub" ? keepUntilConnected : failFast(settings))
 })
 
+/**
+ * How often the subscriber of a Cluster asks for the slot layout when nothing else makes
+ * it (a `MOVED`, a lost node): after a slot migration Redis drops the shard channels of
+ * that slot without a reply ioredis acts on, and the next refresh resubscribes them on
+ * the slot's new owner.
+ */
+export const subscriberSlotsRefreshMs = 5000
+
 const clusterOptions = (role: Role, settings: Settings, base: ClusterOptions): ClusterOptions => ({
   ...base,
+  ...(role === "sub"
+    // one sharded subscriber per master, started when a shard channel of its slots is wanted
+    // (forced: a given client's options always say `false`, ioredis' default)
+    ? { shardedSubscribers: true, slotsRefreshInterval: base.slotsRefreshInterval ?? subscriberSlotsRefreshMs }
+    : {}),
   enableOfflineQueue: role === "sub",
   lazyConnect: false,
   redisOptions: {
@@ -133,10 +148,14 @@ export const publishOrdered = (client: Client, channel: string, message: string)
 /** What one PUBLISH of a batch gave: the number of receivers, or why it failed. */
 type Outcome = readonly [error: Error | null, receivers: unknown]
 
-/** The PUBLISHes of a batch in one pipeline (one write) on a single node. */
-const publishBatch = (client: Redis, batch: ReadonlyArray<Pending>): Promise<ReadonlyArray<Outcome>> => {
+/** The PUBLISHes (or SPUBLISHes) of a batch in one pipeline (one write) on a single node. */
+const publishBatch = (
+  client: Redis,
+  batch: ReadonlyArray<Pending>,
+  command: PublishCommand
+): Promise<ReadonlyArray<Outcome>> => {
   const pipeline = client.pipeline()
-  for (const { channel, message } of batch) pipeline.publish(channel, message)
+  for (const { channel, message } of batch) pipeline[command](channel, message)
   return pipeline.exec().then((results) => {
     const outcomes = results ?? []
     // not written at all (the stream closed): the gate sends the whole batch again
@@ -144,6 +163,9 @@ const publishBatch = (client: Redis, batch: ReadonlyArray<Pending>): Promise<Rea
     return outcomes
   })
 }
+
+/** `publish` (classic Pub/Sub) or `spublish` (sharded Pub/Sub, Redis ≥ 7). */
+export type PublishCommand = "publish" | "spublish"
 
 interface Pending {
   readonly channel: string
@@ -161,6 +183,9 @@ interface Pending {
  * message is a plain `PUBLISH`, sent on the same tick (`process.nextTick`); on a
  * Cluster every message is a plain `PUBLISH` to its channel's master. Each call still
  * gets its own result, and the connection's {@link ReadyGate} applies as before.
+ *
+ * With `spublish` (sharded Pub/Sub) a Cluster sends each message to the master of its
+ * channel's slot (ioredis routes it by key), so one channel's messages stay in order.
  */
 export class Publisher {
   private pending: Array<Pending> = []
@@ -168,7 +193,8 @@ export class Publisher {
   constructor(
     private readonly client: Client,
     private readonly gate: ReadyGate,
-    private readonly offlineTimeoutMs: number
+    private readonly offlineTimeoutMs: number,
+    private readonly command: PublishCommand = "publish"
   ) {}
 
   publish(channel: string, message: string): Promise<number> {
@@ -182,14 +208,18 @@ export class Publisher {
     const batch = this.pending
     this.pending = []
     const client = this.client
+    const command = this.command
     // On a Cluster each message goes to its channel's master as before (in order).
     if (batch.length === 1 || isCluster(client)) {
+      const one = command === "publish"
+        ? (channel: string, message: string) => publishOrdered(client, channel, message)
+        : (channel: string, message: string) => client.spublish(channel, message).then(Number)
       for (const { channel, message, reject, resolve } of batch) {
-        this.gate.run(this.offlineTimeoutMs, () => publishOrdered(client, channel, message)).then(resolve, reject)
+        this.gate.run(this.offlineTimeoutMs, () => one(channel, message)).then(resolve, reject)
       }
       return
     }
-    this.gate.run(this.offlineTimeoutMs, () => publishBatch(client, batch)).then(
+    this.gate.run(this.offlineTimeoutMs, () => publishBatch(client, batch, command)).then(
       (outcomes) =>
         batch.forEach(({ reject, resolve }, i) => {
           const outcome = outcomes[i]

@@ -27,7 +27,15 @@ export interface Timing {
 
 const closedError = () => new Error("the Redis connection is closed")
 
+/** How a transport on this connection routes, when the adapter that made it says so. */
+export interface RoutingSettings {
+  readonly routing?: "channel" | "user" | undefined
+  readonly sharded?: boolean | "auto" | undefined
+}
+
 export class Connection {
+  /** Set by `createIORedisAdapter(input, { routing })`: `RedisTransport.layerAdapter` honours it. */
+  routing: RoutingSettings | undefined = undefined
   readonly publisher: Client
   readonly subscriber: Client
   readonly kv: Client

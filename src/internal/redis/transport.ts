@@ -8,7 +8,15 @@ import type * as Scope from "effect/Scope"
 import { TransportError } from "../../Errors.js"
 import type { Handlers, TransportService } from "../../Transport.js"
 import type { RedisConnectionService } from "../../RedisConnection.js"
+import { SubscriberQueue } from "./subscriberQueue.js"
 import * as Errors from "./errors.js"
+import * as Routed from "./routed.js"
+
+/** How the transport routes (see `TransportRedis.RoutingOptions`), resolved. */
+export interface Routing {
+  /** `undefined`: the shared channel only (`routing: "channel"`). */
+  readonly routed: Routed.Mode | undefined
+}
 
 /** What {@link make} returns: the service, and `release` to detach it from the connection. */
 export interface Built {
@@ -26,7 +34,7 @@ interface Entry {
  * `onError` of every current subscription, deduplicated per outage (see `errors.ts`).
  * Each subscription waits for Redis' confirmation at most the subscribe timeout.
  */
-export const make = (connection: RedisConnectionService): Built => {
+export const make = (connection: RedisConnectionService, routing: Routing = { routed: undefined }): Built => {
   const { subscriber } = connection
   const channels = new Map<string, Set<Entry>>()
   let released = false
@@ -62,10 +70,12 @@ export const make = (connection: RedisConnectionService): Built => {
     reportAll(new TransportError({ operation: "subscriber", cause: error })))
   subscriber.on("message", onMessage)
 
+  const queue = new SubscriberQueue(subscriber)
+
   const subscribeChannel = (channel: string): Promise<unknown> => {
     let pending = subscribed.get(channel)
     if (pending === undefined) {
-      const sent = subscriber.subscribe(channel)
+      const sent = queue.run(() => subscriber.subscribe(channel))
       pending = sent
       subscribed.set(channel, sent)
       // the callers observe a rejection; forget it so the next subscription sends SUBSCRIBE again
@@ -79,7 +89,7 @@ export const make = (connection: RedisConnectionService): Built => {
   const unsubscribeChannel = (channel: string) => {
     subscribed.delete(channel)
     if (subscriber.status === "end") return
-    subscriber.unsubscribe(channel).catch(ignore)
+    queue.run(() => subscriber.unsubscribe(channel)).catch(ignore)
   }
 
   // Never rejects: a refused or unconfirmed SUBSCRIBE is told to the subscriber, and
@@ -128,14 +138,19 @@ export const make = (connection: RedisConnectionService): Built => {
       ).pipe(Effect.zipRight(Effect.promise(() => waitSubscribed(channel, handlers))))
     })
 
+  const routed = routing.routed === undefined ? undefined : Routed.make(connection, routing.routed)
+
   const service: TransportService = {
     kind: "redis",
     publish,
-    subscribe
+    subscribe,
+    ...(routed === undefined ? {} : { routed: routed.routed })
   }
 
   const release = () => {
     released = true
+    routed?.release()
+    queue.detach()
     unwatch()
     subscriber.off("message", onMessage)
     channels.clear()
