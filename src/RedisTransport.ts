@@ -24,6 +24,7 @@
  *
  * @since 0.2.0
  */
+import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -146,21 +147,34 @@ export const layer = (options: RedisConnection.Options): Layer.Layer<Services> =
   layerServices.pipe(Layer.provide(RedisConnection.layer(options)))
 
 /**
- * {@link layer} configured from the environment (see `RedisConnection.config`);
- * `options` adds the common options the environment does not give.
+ * {@link layer} with options from a `Config`: each option its own config, as
+ * `Config.Wrap` allows (`layerConfig({ url: Config.redacted("MY_REDIS_URL") })`), or
+ * one `Config` of the whole options. Without an argument, {@link config}: the
+ * `REDIS_*` variables.
+ *
+ * ```ts
+ * RedisTransport.layerConfig({ url: Config.redacted("REDIS_URL"), commandTimeout: Config.duration("REDIS_TIMEOUT") })
+ * RedisTransport.layerConfig() // REDIS_URL / REDIS_CLUSTER_NODES / REDIS_SENTINELS, REDIS_PASSWORD
+ * ```
  *
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig = (options?: RedisConnection.CommonOptions): Layer.Layer<Services, ConfigError.ConfigError> =>
-  layerServices.pipe(
-    Layer.provide(
-      Layer.scoped(
-        RedisConnection.RedisConnection,
-        Effect.flatMap(RedisConnection.config, (fromEnv) => RedisConnection.make({ ...options, ...fromEnv }))
-      )
-    )
-  )
+export const layerConfig = (
+  options: Config.Config.Wrap<RedisConnection.Options> = RedisConnection.config
+): Layer.Layer<Services, ConfigError.ConfigError> =>
+  layerServices.pipe(Layer.provide(RedisConnection.layerConfig(options)))
+
+/**
+ * {@link layer} on the `REDIS_*` variables (see `RedisConnection.config`), plus the
+ * common options the environment does not give (what `layerConfig(options)` did in
+ * 0.2.0).
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerFromEnv = (options?: RedisConnection.CommonOptions): Layer.Layer<Services, ConfigError.ConfigError> =>
+  layerConfig(Config.map(RedisConnection.config, (fromEnv): RedisConnection.Options => ({ ...options, ...fromEnv })))
 
 /**
  * A transport on a `RedisLike` adapter. An adapter made by `createIORedisAdapter`

@@ -14,7 +14,9 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type { TransportError } from "./Errors.js"
+import type * as Duration from "effect/Duration"
+import type { InvalidInput, TransportError } from "./Errors.js"
+import { eitherEffect } from "./internal/durations.js"
 import { MemoryReplay, type MemoryReplayOptions } from "./internal/replay.js"
 import { RedisReplay } from "./internal/replayRedis.js"
 import { Reports } from "./internal/reports.js"
@@ -114,8 +116,14 @@ export class ReplayBuffer extends Context.Tag("ssekify/ReplayBuffer")<ReplayBuff
 export interface MemoryOptions {
   /** Frames kept per user (`recentBufferSize`). 0 turns replay off. Default 20. */
   readonly size?: number | undefined
-  /** Users inactive this long are forgotten (`recentTTLMs`); 0: never. Default 30 min. */
+  /** Users inactive this many ms are forgotten (`recentTTLMs`); 0: never. Default 30 min. */
   readonly ttlMs?: number | undefined
+  /**
+   * `ttlMs` as a Duration (`recentTTL`); give one of the two. Zero: never.
+   *
+   * @since 0.3.0
+   */
+  readonly ttl?: Duration.DurationInput | undefined
   /** Users kept at most (`recentMaxUsers`). Default 10 000. */
   readonly maxUsers?: number | undefined
   /**
@@ -132,6 +140,9 @@ export interface MemoryOptions {
   readonly shared?: boolean | undefined
 }
 
+const ttlOf = (options: MemoryOptions | RedisOptions | undefined): Effect.Effect<number, InvalidInput> =>
+  eitherEffect("ttl", options?.ttl, "ttlMs", options?.ttlMs, 30 * 60 * 1000)
+
 /**
  * A memory replay buffer. Time comes from the Effect `Clock` (so `TestClock` drives
  * TTLs in tests).
@@ -139,11 +150,11 @@ export interface MemoryOptions {
  * @since 0.2.0
  * @category constructors
  */
-export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferService> =>
-  Effect.map(Effect.clock, (clock) => {
+export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferService, InvalidInput> =>
+  Effect.zipWith(Effect.clock, ttlOf(options), (clock, ttlMs) => {
     const resolved: MemoryReplayOptions = {
       size: Math.max(0, Math.floor(options?.size ?? 20)),
-      ttlMs: Math.max(0, options?.ttlMs ?? 30 * 60 * 1000),
+      ttlMs,
       maxUsers: Math.max(0, Math.floor(options?.maxUsers ?? 10_000)),
       recordOffline: options?.recordOffline ?? false,
       shared: options?.shared ?? false
@@ -173,7 +184,7 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferS
  * @since 0.2.0
  * @category layers
  */
-export const layerMemory = (options?: MemoryOptions): Layer.Layer<ReplayBuffer> =>
+export const layerMemory = (options?: MemoryOptions): Layer.Layer<ReplayBuffer, InvalidInput> =>
   Layer.effect(ReplayBuffer, makeMemory(options))
 
 /**
@@ -216,8 +227,14 @@ export class Store extends Context.Tag("ssekify/ReplayBuffer/Store")<Store, List
 export interface RedisOptions {
   /** Frames kept per user (`recentBufferSize`). 0 turns replay off. Default 20. */
   readonly size?: number | undefined
-  /** A user's frames expire this long after the last one (`recentTTLMs`); 0: never. Default 30 min. */
+  /** A user's frames expire this many ms after the last one (`recentTTLMs`); 0: never. Default 30 min. */
   readonly ttlMs?: number | undefined
+  /**
+   * `ttlMs` as a Duration (`recentTTL`); give one of the two. Zero: never.
+   *
+   * @since 0.3.0
+   */
+  readonly ttl?: Duration.DurationInput | undefined
   /** Key prefix; keys are `<prefix>{<userId>}`. Default `'ssekify:bus:replay:'`. */
   readonly keyPrefix?: string | undefined
 }
@@ -233,14 +250,15 @@ export interface RedisOptions {
 export const makeRedis = (
   store: ListStore,
   options?: RedisOptions
-): Effect.Effect<ReplayBufferService, never, Scope.Scope> =>
+): Effect.Effect<ReplayBufferService, InvalidInput, Scope.Scope> =>
   Effect.gen(function*() {
+    const ttlMs = yield* ttlOf(options)
     const run = yield* FiberSet.makeRuntime<never, void, never>()
     const reports = new Reports<TransportError>()
     const replay = new RedisReplay(
       {
         size: Math.max(0, Math.floor(options?.size ?? 20)),
-        ttlMs: Math.max(0, options?.ttlMs ?? 30 * 60 * 1000),
+        ttlMs,
         keyPrefix: options?.keyPrefix ?? "ssekify:bus:replay:"
       },
       store,
@@ -272,5 +290,5 @@ export const makeRedis = (
  * @since 0.2.0
  * @category layers
  */
-export const layerStore = (options?: RedisOptions): Layer.Layer<ReplayBuffer, never, Store> =>
+export const layerStore = (options?: RedisOptions): Layer.Layer<ReplayBuffer, InvalidInput, Store> =>
   Layer.scoped(ReplayBuffer, Effect.flatMap(Store, (store) => makeRedis(store, options)))
