@@ -9,12 +9,14 @@
  *
  * @since 0.2.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type * as Duration from "effect/Duration"
 import type { InvalidInput, TransportError } from "./Errors.js"
 import { eitherEffect } from "./internal/durations.js"
 import { MemoryReplay, type MemoryReplayOptions } from "./internal/replay.js"
@@ -188,6 +190,18 @@ export const layerMemory = (options?: MemoryOptions): Layer.Layer<ReplayBuffer, 
   Layer.effect(ReplayBuffer, makeMemory(options))
 
 /**
+ * {@link layerMemory} with options from a `Config`, each option its own config
+ * (`Config.Wrap`): `layerMemoryConfig({ size: Config.integer("REPLAY_SIZE"), ttl: Config.duration("REPLAY_TTL") })`.
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerMemoryConfig = (
+  options: Config.Config.Wrap<MemoryOptions>
+): Layer.Layer<ReplayBuffer, InvalidInput | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layerMemory))
+
+/**
  * The list commands a store needs for a Redis replay buffer (a {@link Store} service: `ReplayBuffer/Redis` offers one).
  *
  * @since 0.2.0
@@ -292,3 +306,15 @@ export const makeRedis = (
  */
 export const layerStore = (options?: RedisOptions): Layer.Layer<ReplayBuffer, InvalidInput, Store> =>
   Layer.scoped(ReplayBuffer, Effect.flatMap(Store, (store) => makeRedis(store, options)))
+
+/**
+ * {@link layerStore} with options from a `Config`, each option its own config
+ * (`Config.Wrap`).
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerStoreConfig = (
+  options: Config.Config.Wrap<RedisOptions>
+): Layer.Layer<ReplayBuffer, InvalidInput | ConfigError.ConfigError, Store> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layerStore))

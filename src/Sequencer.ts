@@ -13,6 +13,8 @@
  *
  * @since 0.2.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -224,3 +226,27 @@ export const layerStore = (
   options?: Omit<Options, "kv" | "expectKv">
 ): Layer.Layer<Sequencer, InvalidInput, Store> =>
   Layer.effect(Sequencer, Effect.flatMap(Store, (kv) => make({ ...options, kv })))
+
+/**
+ * {@link layerMemory} with options from a `Config`, each option its own config
+ * (`Config.Wrap`): `layerMemoryConfig({ ttl: Config.duration("SEQ_TTL") })`.
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerMemoryConfig = (
+  options: Config.Config.Wrap<Omit<Options, "kv">>
+): Layer.Layer<Sequencer, InvalidInput | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layerMemory))
+
+/**
+ * {@link layerStore} with options from a `Config`, each option its own config
+ * (`Config.Wrap`).
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerStoreConfig = (
+  options: Config.Config.Wrap<Omit<Options, "kv" | "expectKv">>
+): Layer.Layer<Sequencer, InvalidInput | ConfigError.ConfigError, Store> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layerStore))

@@ -5,9 +5,10 @@
  * option (the bus secret read as `Redacted`). Real node:http sockets and a raw client.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Config, ConfigProvider, Duration, Effect, Exit, Layer, Option, Queue, Redacted } from "effect"
+import { Cause, Config, ConfigProvider, Context, Duration, Effect, Exit, Layer, Option, Queue, Redacted } from "effect"
 import {
   InvalidInput,
+  Metrics,
   Presence,
   ReplayBuffer,
   Sequencer,
@@ -167,6 +168,38 @@ describe("SseKify.layerConfig(Config.Wrap) and envConfig", () => {
       // one Config of the whole options still works (what layerConfig took in 0.2.0)
       const whole = SseKify.layerConfig(Config.all({ channel: Config.string("CH") })).pipe(Layer.provide(Transport.layerNone))
       expect(Exit.isSuccess(yield* run(Effect.exit(Effect.scoped(Layer.build(whole))), [["CH", "c"]]))).toBe(true)
+    }))
+
+  it.effect("the stores' and Metrics' layers with options have a layerConfig(Config.Wrap) twin", () =>
+    Effect.gen(function*() {
+      const env: ReadonlyArray<readonly [string, string]> = [["SIZE", "0"], ["TTL", "2 minutes"], ["BAD", "-3"]]
+      const off = yield* run(
+        Effect.scoped(Effect.flatMap(
+          Layer.build(ReplayBuffer.layerMemoryConfig({ size: Config.integer("SIZE"), ttl: Config.duration("TTL") })),
+          (ctx) => Effect.succeed(Context.get(ctx, ReplayBuffer.ReplayBuffer).enabled)
+        )),
+        env
+      )
+      expect(off).toBe(false) // size 0 from the config: replay off
+      const bad = yield* run(
+        Effect.exit(Effect.scoped(Layer.build(ReplayBuffer.layerMemoryConfig({ ttl: Config.number("BAD") })))),
+        env
+      )
+      expect(invalidOf(bad)?.field).toBe("ttl")
+      const seq = yield* run(
+        Effect.exit(Effect.scoped(Layer.build(Sequencer.layerMemoryConfig({ ttl: Config.number("BAD") })))),
+        env
+      )
+      expect(invalidOf(seq)?.field).toBe("ttl")
+      const seqOk = yield* run(
+        Effect.exit(Effect.scoped(Layer.build(Sequencer.layerMemoryConfig({ ttl: Config.duration("TTL") })))),
+        env
+      )
+      expect(Exit.isSuccess(seqOk)).toBe(true)
+      const metrics = Metrics.layerConfig({ interval: Config.duration("TTL") }).pipe(
+        Layer.provideMerge(SseKify.layerTest())
+      )
+      expect(Exit.isSuccess(yield* run(Effect.exit(Effect.scoped(Layer.build(metrics))), env))).toBe(true)
     }))
 
   it.effect("envConfig reads every scalar option; nothing set is the defaults ({})", () =>
