@@ -15,7 +15,8 @@
  *
  * ```ts
  * import { Layer } from "effect"
- * import { RedisTransport, SseKify } from "ssekify"
+ * import { SseKify } from "ssekify"
+ * import { RedisTransport } from "ssekify/redis"
  *
  * const Live = SseKify.layer({ channel: "app:sse" }).pipe(
  *   Layer.provide(RedisTransport.layer({ url: "redis://127.0.0.1:6379" }))

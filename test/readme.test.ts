@@ -95,7 +95,8 @@ fs.writeFileSync(path.join(dir, "node_modules/ssekify/package.json"), JSON.strin
     ".": "./src/index.ts",
     "./client": "./src/client/index.ts",
     "./prometheus": "./src/prometheus.ts",
-    "./platform": "./src/HttpSse.ts"
+    "./platform": "./src/HttpSse.ts",
+    "./redis": "./src/redis.ts"
   }
 }))
 fs.writeFileSync(path.join(dir, "globals.d.ts"), PRELUDE)

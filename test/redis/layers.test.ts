@@ -16,16 +16,8 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { afterAll, beforeAll, describe } from "vitest"
-import {
-  createIORedisAdapter,
-  RedisConnection,
-  RedisTransport,
-  ReplayBufferRedis,
-  Sequencer,
-  SequencerRedis,
-  SseKify,
-  TransportRedis
-} from "../../src/index.js"
+import { createIORedisAdapter, Sequencer, SseKify } from "../../src/index.js"
+import { RedisConnection, RedisTransport, ReplayBufferRedis, SequencerRedis, TransportRedis } from "../../src/redis.js"
 import { ConnectionsKey } from "../../src/redisAdapter.js"
 import { redisAvailable, type RedisServer, startRedis, stopAll } from "../support/redisServer.js"
 import { connect, startServer } from "../support/sse.js"
