@@ -15,11 +15,12 @@ import { connect } from "./support/sse.js"
 class Front extends Context.Tag("app/Front")<Front, SseKify.SseKifyService>() {}
 class Back extends Context.Tag("app/Back")<Back, SseKify.SseKifyService>() {}
 
-const instance = <I>(tag: Context.Tag<I, SseKify.SseKifyService>, options: SseKify.LayerOptions, bus: Transport.MemoryBus) =>
-  Layer.effect(tag, SseKify.SseKify).pipe(
+function instance<I>(tag: Context.Tag<I, SseKify.SseKifyService>, options: SseKify.LayerOptions, bus: Transport.MemoryBus) {
+  return Layer.effect(tag, SseKify.SseKify).pipe(
     Layer.provide(SseKify.layer(options)),
     Layer.provide(Transport.layerMemory(bus))
   )
+}
 // ---
 
 const quiet = { keepAlive: 0, shutdown: { announce: false, grace: 0 } } as const
