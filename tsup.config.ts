@@ -5,6 +5,7 @@ export default defineConfig({
     index: "src/index.ts",
     client: "src/client/index.ts",
     platform: "src/HttpSse.ts",
+    redis: "src/redis.ts",
     prometheus: "src/prometheus.ts"
   },
   format: ["esm", "cjs"],

@@ -12,10 +12,43 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { InvalidInput, LimitExceeded, ShuttingDown } from "./Errors.js"
-import type { ConnectionHandle, NodeResponse, RegisterOptions } from "./internal/domain.js"
+import type * as domain from "./internal/domain.js"
 import { SseKify } from "./SseKify.js"
 
-export type { ConnectionHandle, DropPolicy, NodeResponse, RegisterOptions } from "./internal/domain.js"
+// Aliases, not `export type { … } from`: the bundled declarations of the `Connection`
+// namespace turned those re-exports into `typeof` of types (TS2693 without skipLibCheck).
+
+/**
+ * What `registerConnection` returns (see `SseKify`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ConnectionHandle = domain.ConnectionHandle
+
+/**
+ * What to do when a connection's write queue is full.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type DropPolicy = domain.DropPolicy
+
+/**
+ * A Node response an SSE connection is made on (HTTP/1.1 or HTTP/2).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type NodeResponse = domain.NodeResponse
+
+/**
+ * Options of `registerConnection`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type RegisterOptions = domain.RegisterOptions
 
 /**
  * Registers a connection on a Node response for the lifetime of the current scope:

@@ -26,6 +26,8 @@
  *
  * @since 0.2.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -344,3 +346,15 @@ export const layer = (options?: Options): Layer.Layer<never, never, SseKify> =>
       yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(interval), sample)))
     })
   )
+
+/**
+ * {@link layer} with options from a `Config`, each option its own config
+ * (`Config.Wrap`): `layerConfig({ interval: Config.duration("METRICS_INTERVAL") })`.
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Config.Wrap<Options>
+): Layer.Layer<never, ConfigError.ConfigError, SseKify> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))

@@ -32,6 +32,7 @@
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { TransportError } from "./Errors.js"
@@ -44,14 +45,27 @@ import { MemoryPresence } from "./internal/presenceMemory.js"
  * @category models
  */
 export interface PresenceOptions {
-  /** How often this instance refreshes its entries. Default 10 000 ms. */
+  /** How often this instance refreshes its entries, in ms (or `heartbeat`). Default 10 000 ms. */
   readonly heartbeatMs?: number | undefined
+  /**
+   * How often this instance refreshes its entries, as a Duration (give this or
+   * `heartbeatMs`). Default 10 seconds.
+   *
+   * @since 0.3.0
+   */
+  readonly heartbeat?: Duration.DurationInput | undefined
   /**
    * How long an entry lives without a refresh: a crashed instance's connections stop
    * counting at most this long after its last heartbeat. At least `2 × heartbeatMs`.
-   * Default 30 000 ms.
+   * Default 30 000 ms, or 3 × the heartbeat when that is longer.
    */
   readonly ttlMs?: number | undefined
+  /**
+   * `ttlMs` as a Duration (give this or `ttlMs`).
+   *
+   * @since 0.3.0
+   */
+  readonly ttl?: Duration.DurationInput | undefined
   /** Prefix of the per-user keys. Default `'<channel>:presence:'`. */
   readonly keyPrefix?: string | undefined
 }

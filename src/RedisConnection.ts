@@ -22,7 +22,8 @@
  *
  * ```ts
  * import { Layer } from "effect"
- * import { RedisConnection, SequencerRedis, SseKify, TransportRedis } from "ssekify"
+ * import { SseKify } from "ssekify"
+ * import { RedisConnection, SequencerRedis, TransportRedis } from "ssekify/redis"
  *
  * const Redis = RedisConnection.layer({ url: "redis://127.0.0.1:6379" })
  * const Live = SseKify.layer({ channel: "app:sse" }).pipe(

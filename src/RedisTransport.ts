@@ -15,7 +15,8 @@
  *
  * ```ts
  * import { Layer } from "effect"
- * import { RedisTransport, SseKify } from "ssekify"
+ * import { SseKify } from "ssekify"
+ * import { RedisTransport } from "ssekify/redis"
  *
  * const Live = SseKify.layer({ channel: "app:sse" }).pipe(
  *   Layer.provide(RedisTransport.layer({ url: "redis://127.0.0.1:6379" }))
@@ -24,6 +25,7 @@
  *
  * @since 0.2.0
  */
+import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -183,23 +185,36 @@ export const layer = (options: LayerOptions): Layer.Layer<Services> =>
   layerServicesWith(routingIn(options)).pipe(Layer.provide(RedisConnection.layer(options)))
 
 /**
- * {@link layer} configured from the environment (see `RedisConnection.config`);
- * `options` adds the common options the environment does not give.
+ * {@link layer} with options from a `Config`: each option its own config, as
+ * `Config.Wrap` allows (`layerConfig({ url: Config.redacted("MY_REDIS_URL") })`), or
+ * one `Config` of the whole options. Without an argument, {@link config}: the
+ * `REDIS_*` variables.
+ *
+ * ```ts
+ * RedisTransport.layerConfig({ url: Config.redacted("REDIS_URL"), commandTimeout: Config.duration("REDIS_TIMEOUT") })
+ * RedisTransport.layerConfig() // REDIS_URL / REDIS_CLUSTER_NODES / REDIS_SENTINELS, REDIS_PASSWORD
+ * ```
  *
  * @since 0.2.0
  * @category layers
  */
 export const layerConfig = (
+  options: Config.Config.Wrap<LayerOptions> = RedisConnection.config
+): Layer.Layer<Services, ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))
+
+/**
+ * {@link layer} on the `REDIS_*` variables (see `RedisConnection.config`), plus the
+ * common options the environment does not give (what `layerConfig(options)` did in
+ * 0.2.0) and the routing.
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerFromEnv = (
   options?: RedisConnection.CommonOptions & TransportRedis.RoutingOptions
 ): Layer.Layer<Services, ConfigError.ConfigError> =>
-  layerServicesWith(routingIn(options)).pipe(
-    Layer.provide(
-      Layer.scoped(
-        RedisConnection.RedisConnection,
-        Effect.flatMap(RedisConnection.config, (fromEnv) => RedisConnection.make({ ...options, ...fromEnv }))
-      )
-    )
-  )
+  layerConfig(Config.map(RedisConnection.config, (fromEnv): LayerOptions => ({ ...options, ...fromEnv })))
 
 /**
  * The options of {@link fromAdapter} and {@link layerAdapter}.

@@ -9,12 +9,16 @@
  *
  * @since 0.2.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type { TransportError } from "./Errors.js"
+import type { InvalidInput, TransportError } from "./Errors.js"
+import { eitherEffect } from "./internal/durations.js"
 import { MemoryReplay, type MemoryReplayOptions } from "./internal/replay.js"
 import { RedisReplay } from "./internal/replayRedis.js"
 import { Reports } from "./internal/reports.js"
@@ -114,8 +118,14 @@ export class ReplayBuffer extends Context.Tag("ssekify/ReplayBuffer")<ReplayBuff
 export interface MemoryOptions {
   /** Frames kept per user (`recentBufferSize`). 0 turns replay off. Default 20. */
   readonly size?: number | undefined
-  /** Users inactive this long are forgotten (`recentTTLMs`); 0: never. Default 30 min. */
+  /** Users inactive this many ms are forgotten (`recentTTLMs`); 0: never. Default 30 min. */
   readonly ttlMs?: number | undefined
+  /**
+   * `ttlMs` as a Duration (`recentTTL`); give one of the two. Zero: never.
+   *
+   * @since 0.3.0
+   */
+  readonly ttl?: Duration.DurationInput | undefined
   /** Users kept at most (`recentMaxUsers`). Default 10 000. */
   readonly maxUsers?: number | undefined
   /**
@@ -132,6 +142,9 @@ export interface MemoryOptions {
   readonly shared?: boolean | undefined
 }
 
+const ttlOf = (options: MemoryOptions | RedisOptions | undefined): Effect.Effect<number, InvalidInput> =>
+  eitherEffect("ttl", options?.ttl, "ttlMs", options?.ttlMs, 30 * 60 * 1000)
+
 /**
  * A memory replay buffer. Time comes from the Effect `Clock` (so `TestClock` drives
  * TTLs in tests).
@@ -139,11 +152,11 @@ export interface MemoryOptions {
  * @since 0.2.0
  * @category constructors
  */
-export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferService> =>
-  Effect.map(Effect.clock, (clock) => {
+export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferService, InvalidInput> =>
+  Effect.zipWith(Effect.clock, ttlOf(options), (clock, ttlMs) => {
     const resolved: MemoryReplayOptions = {
       size: Math.max(0, Math.floor(options?.size ?? 20)),
-      ttlMs: Math.max(0, options?.ttlMs ?? 30 * 60 * 1000),
+      ttlMs,
       maxUsers: Math.max(0, Math.floor(options?.maxUsers ?? 10_000)),
       recordOffline: options?.recordOffline ?? false,
       shared: options?.shared ?? false
@@ -173,8 +186,20 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<ReplayBufferS
  * @since 0.2.0
  * @category layers
  */
-export const layerMemory = (options?: MemoryOptions): Layer.Layer<ReplayBuffer> =>
+export const layerMemory = (options?: MemoryOptions): Layer.Layer<ReplayBuffer, InvalidInput> =>
   Layer.effect(ReplayBuffer, makeMemory(options))
+
+/**
+ * {@link layerMemory} with options from a `Config`, each option its own config
+ * (`Config.Wrap`): `layerMemoryConfig({ size: Config.integer("REPLAY_SIZE"), ttl: Config.duration("REPLAY_TTL") })`.
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerMemoryConfig = (
+  options: Config.Config.Wrap<MemoryOptions>
+): Layer.Layer<ReplayBuffer, InvalidInput | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layerMemory))
 
 /**
  * The list commands a store needs for a Redis replay buffer (a {@link Store} service: `ReplayBuffer/Redis` offers one).
@@ -216,8 +241,14 @@ export class Store extends Context.Tag("ssekify/ReplayBuffer/Store")<Store, List
 export interface RedisOptions {
   /** Frames kept per user (`recentBufferSize`). 0 turns replay off. Default 20. */
   readonly size?: number | undefined
-  /** A user's frames expire this long after the last one (`recentTTLMs`); 0: never. Default 30 min. */
+  /** A user's frames expire this many ms after the last one (`recentTTLMs`); 0: never. Default 30 min. */
   readonly ttlMs?: number | undefined
+  /**
+   * `ttlMs` as a Duration (`recentTTL`); give one of the two. Zero: never.
+   *
+   * @since 0.3.0
+   */
+  readonly ttl?: Duration.DurationInput | undefined
   /** Key prefix; keys are `<prefix>{<userId>}`. Default `'ssekify:bus:replay:'`. */
   readonly keyPrefix?: string | undefined
 }
@@ -233,14 +264,15 @@ export interface RedisOptions {
 export const makeRedis = (
   store: ListStore,
   options?: RedisOptions
-): Effect.Effect<ReplayBufferService, never, Scope.Scope> =>
+): Effect.Effect<ReplayBufferService, InvalidInput, Scope.Scope> =>
   Effect.gen(function*() {
+    const ttlMs = yield* ttlOf(options)
     const run = yield* FiberSet.makeRuntime<never, void, never>()
     const reports = new Reports<TransportError>()
     const replay = new RedisReplay(
       {
         size: Math.max(0, Math.floor(options?.size ?? 20)),
-        ttlMs: Math.max(0, options?.ttlMs ?? 30 * 60 * 1000),
+        ttlMs,
         keyPrefix: options?.keyPrefix ?? "ssekify:bus:replay:"
       },
       store,
@@ -272,5 +304,17 @@ export const makeRedis = (
  * @since 0.2.0
  * @category layers
  */
-export const layerStore = (options?: RedisOptions): Layer.Layer<ReplayBuffer, never, Store> =>
+export const layerStore = (options?: RedisOptions): Layer.Layer<ReplayBuffer, InvalidInput, Store> =>
   Layer.scoped(ReplayBuffer, Effect.flatMap(Store, (store) => makeRedis(store, options)))
+
+/**
+ * {@link layerStore} with options from a `Config`, each option its own config
+ * (`Config.Wrap`).
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerStoreConfig = (
+  options: Config.Config.Wrap<RedisOptions>
+): Layer.Layer<ReplayBuffer, InvalidInput | ConfigError.ConfigError, Store> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layerStore))

@@ -13,12 +13,16 @@
  *
  * @since 0.2.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import { type SeqKvFallback, TransportError } from "./Errors.js"
+import type * as Duration from "effect/Duration"
+import { type InvalidInput, type SeqKvFallback, TransportError } from "./Errors.js"
+import { eitherEffect } from "./internal/durations.js"
 import { Reports } from "./internal/reports.js"
 import { SequencerState } from "./internal/sequencer.js"
 
@@ -146,6 +150,12 @@ export interface Options {
   readonly startAt?: 0 | 1 | undefined
   /** Idle keys expire after this many seconds (`seq.redisTTLSeconds`). Default 86 400. */
   readonly ttlSeconds?: number | undefined
+  /**
+   * `ttlSeconds` as a Duration (whole seconds, rounded up); give one of the two.
+   *
+   * @since 0.3.0
+   */
+  readonly ttl?: Duration.DurationInput | undefined
   /** In-memory keys kept at most (the least recently used go first). Default 100 000. */
   readonly maxKeys?: number | undefined
   /** Prefix of the keys in the store (`seq.redisKeyPrefix`). Default `'ssekify:seq:'`. */
@@ -156,21 +166,27 @@ export interface Options {
   readonly expectKv?: boolean | undefined
 }
 
+// The seconds given as such are taken as they are (0.2.0); a Duration is rounded up to whole seconds.
+const ttlSecondsOf = (options: Options | undefined): Effect.Effect<number, InvalidInput> =>
+  options?.ttl === undefined
+    ? eitherEffect("ttlSeconds", undefined, "ttlSeconds", options?.ttlSeconds, 86_400)
+    : Effect.map(eitherEffect("ttl", options.ttl, "ttlSeconds", options.ttlSeconds, 0), (ms) => Math.ceil(ms / 1000))
+
 /**
  * Makes a sequencer. Time comes from the Effect `Clock`.
  *
  * @since 0.2.0
  * @category constructors
  */
-export const make = (options?: Options): Effect.Effect<SequencerService> =>
-  Effect.map(Effect.clock, (clock) => {
+export const make = (options?: Options): Effect.Effect<SequencerService, InvalidInput> =>
+  Effect.zipWith(Effect.clock, ttlSecondsOf(options), (clock, ttlSeconds) => {
     const now = () => clock.unsafeCurrentTimeMillis()
     const o = options ?? {}
     const reports = new Reports<SeqKvFallback | TransportError>()
     const state = new SequencerState(
       {
         startAt: o.startAt ?? 0,
-        ttlSeconds: o.ttlSeconds ?? 86_400,
+        ttlSeconds,
         maxKeys: o.maxKeys ?? 100_000,
         keyPrefix: o.keyPrefix ?? "ssekify:seq:"
       },
@@ -196,7 +212,7 @@ export const make = (options?: Options): Effect.Effect<SequencerService> =>
  * @since 0.2.0
  * @category layers
  */
-export const layerMemory = (options?: Omit<Options, "kv">): Layer.Layer<Sequencer> =>
+export const layerMemory = (options?: Omit<Options, "kv">): Layer.Layer<Sequencer, InvalidInput> =>
   Layer.effect(Sequencer, make(options))
 
 /**
@@ -206,5 +222,31 @@ export const layerMemory = (options?: Omit<Options, "kv">): Layer.Layer<Sequence
  * @since 0.2.0
  * @category layers
  */
-export const layerStore = (options?: Omit<Options, "kv" | "expectKv">): Layer.Layer<Sequencer, never, Store> =>
+export const layerStore = (
+  options?: Omit<Options, "kv" | "expectKv">
+): Layer.Layer<Sequencer, InvalidInput, Store> =>
   Layer.effect(Sequencer, Effect.flatMap(Store, (kv) => make({ ...options, kv })))
+
+/**
+ * {@link layerMemory} with options from a `Config`, each option its own config
+ * (`Config.Wrap`): `layerMemoryConfig({ ttl: Config.duration("SEQ_TTL") })`.
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerMemoryConfig = (
+  options: Config.Config.Wrap<Omit<Options, "kv">>
+): Layer.Layer<Sequencer, InvalidInput | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layerMemory))
+
+/**
+ * {@link layerStore} with options from a `Config`, each option its own config
+ * (`Config.Wrap`).
+ *
+ * @since 0.3.0
+ * @category layers
+ */
+export const layerStoreConfig = (
+  options: Config.Config.Wrap<Omit<Options, "kv" | "expectKv">>
+): Layer.Layer<Sequencer, InvalidInput | ConfigError.ConfigError, Store> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layerStore))

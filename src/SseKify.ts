@@ -21,7 +21,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import type * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -46,6 +45,7 @@ import {
   type ShuttingDown,
   type TransportError
 } from "./Errors.js"
+import * as internalEnv from "./internal/envConfig.js"
 import * as internal from "./internal/sseKify.js"
 import type { ClusterQuery, InstanceQuery, PresenceError } from "./Presence.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
@@ -322,46 +322,54 @@ export const layer = (options?: LayerOptions): Layer.Layer<SseKify, InvalidInput
   Layer.scoped(SseKify, make(options)).pipe(Layer.provide(layerStores(options)))
 
 /**
- * The service with options from a `Config` (e.g. `Config.all({ channel: Config.string("SSE_CHANNEL") })`).
+ * The service with options from a `Config`: each option its own config, as
+ * `Config.Wrap` allows (`layerConfig({ channel: Config.string("SSE_CHANNEL"), busSecret:
+ * Config.redacted("SSE_BUS_SECRET") })`), or one `Config` of the whole options
+ * (`layerConfig(SseKify.envConfig)`).
  *
  * @since 0.2.0
  * @category layers
  */
 export const layerConfig = (
-  config: Config.Config<LayerOptions>
+  config: Config.Config.Wrap<LayerOptions>
 ): Layer.Layer<SseKify, InvalidInput | ConfigError.ConfigError, Transport> =>
-  Layer.unwrapEffect(Effect.map(config, (options) => layer(options)))
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layer(options)))
 
 /**
- * The options most deployments set, from the environment: `SSEKIFY_CHANNEL`,
- * `SSEKIFY_KEEP_ALIVE_MS`, `SSEKIFY_RETRY_MS`, `SSEKIFY_RECENT_BUFFER_SIZE`,
- * `SSEKIFY_RECENT_TTL_MS`, `SSEKIFY_RECENT_MAX_USERS`, `SSEKIFY_MAX_PAYLOAD_BYTES`,
- * `SSEKIFY_REPLAY_GAP_EVENT`, `SSEKIFY_SHUTDOWN_GRACE_MS`. Unset variables keep the
- * defaults.
+ * Every scalar option from the environment (or any `ConfigProvider`); unset variables
+ * keep the defaults. Times are milliseconds (seconds for `*_SECONDS`), given to the
+ * layer as `DurationInput`s (so a negative one is `InvalidInput` when the layer is built).
+ *
+ * | variable | option |
+ * | --- | --- |
+ * | `SSEKIFY_CHANNEL` | `channel` |
+ * | `SSEKIFY_KEEP_ALIVE_MS` | `keepAlive` |
+ * | `SSEKIFY_KEEP_ALIVE_EVENT` | `keepAliveEvent` |
+ * | `SSEKIFY_RETRY_MS` | `retry` |
+ * | `SSEKIFY_RECENT_BUFFER_SIZE` | `recentBufferSize` |
+ * | `SSEKIFY_MAX_PAYLOAD_BYTES` | `maxPayloadBytes` |
+ * | `SSEKIFY_RECENT_TTL_MS` | `recentTTL` |
+ * | `SSEKIFY_RECENT_MAX_USERS` | `recentMaxUsers` |
+ * | `SSEKIFY_REPLAY_GAP_EVENT` | `replayGapEvent` |
+ * | `SSEKIFY_REPLAY_OFFLINE` | `replayOffline` |
+ * | `SSEKIFY_REPLAY` (`memory` / `redis`) | `replay` |
+ * | `SSEKIFY_REPLAY_KEY_PREFIX` | `replayKeyPrefix` |
+ * | `SSEKIFY_MAX_LAST_EVENT_ID_LENGTH` | `maxLastEventIdLength` |
+ * | `SSEKIFY_ENABLE_SEQ` | `enableSeq` |
+ * | `SSEKIFY_INSTANCE_ID` | `instanceId` |
+ * | `SSEKIFY_MAX_CONNECTIONS`, `SSEKIFY_MAX_CONNECTIONS_PER_USER` | `maxConnections`, `maxConnectionsPerUser` |
+ * | `SSEKIFY_CONNECTION_LIMIT_POLICY`, `SSEKIFY_CONNECTION_LIMIT_SCOPE` | `connectionLimitPolicy`, `connectionLimitScope` |
+ * | `SSEKIFY_MAX_ROOMS_PER_CONNECTION`, `SSEKIFY_MAX_USER_ID_LENGTH`, `SSEKIFY_MAX_ROOM_NAME_LENGTH`, `SSEKIFY_MAX_EVENT_NAME_LENGTH`, `SSEKIFY_MAX_ID_LENGTH` | the `max*Length` limits |
+ * | `SSEKIFY_BUS_SECRET` (read as `Redacted`) | `busSecret` |
+ * | `SSEKIFY_PRESENCE`, `SSEKIFY_PRESENCE_HEARTBEAT_MS`, `SSEKIFY_PRESENCE_TTL_MS`, `SSEKIFY_PRESENCE_KEY_PREFIX` | `presence` (`false` wins; a setting alone turns it on) |
+ * | `SSEKIFY_SEQ_START_AT`, `SSEKIFY_SEQ_FIELD_NAME`, `SSEKIFY_SEQ_FRAME_ID_POLICY`, `SSEKIFY_SEQ_REDIS_KEY_PREFIX`, `SSEKIFY_SEQ_REDIS_TTL_SECONDS`, `SSEKIFY_SEQ_MAX_KEYS` | `seq.*` |
+ * | `SSEKIFY_AUTO_TIMESTAMP` (`iso` / `epochMs` / `false`) | `autoFields.timestamp` |
+ * | `SSEKIFY_SHUTDOWN_GRACE_MS`, `SSEKIFY_SHUTDOWN_ANNOUNCE`, `SSEKIFY_SHUTDOWN_EVENT` | `shutdown.*` |
  *
  * @since 0.2.0
  * @category config
  */
-export const envConfig: Config.Config<LayerOptions> = Config.all({
-  channel: Config.option(Config.string("SSEKIFY_CHANNEL")),
-  keepAliveMs: Config.option(Config.integer("SSEKIFY_KEEP_ALIVE_MS")),
-  retryMs: Config.option(Config.integer("SSEKIFY_RETRY_MS")),
-  recentBufferSize: Config.option(Config.integer("SSEKIFY_RECENT_BUFFER_SIZE")),
-  recentTTLMs: Config.option(Config.integer("SSEKIFY_RECENT_TTL_MS")),
-  recentMaxUsers: Config.option(Config.integer("SSEKIFY_RECENT_MAX_USERS")),
-  maxPayloadBytes: Config.option(Config.integer("SSEKIFY_MAX_PAYLOAD_BYTES")),
-  replayGapEvent: Config.option(Config.string("SSEKIFY_REPLAY_GAP_EVENT")),
-  graceMs: Config.option(Config.integer("SSEKIFY_SHUTDOWN_GRACE_MS"))
-}).pipe(
-  Config.map(({ graceMs, ...rest }): LayerOptions => {
-    const out: Record<string, unknown> = {}
-    for (const [key, value] of Object.entries(rest) as Array<[string, Option.Option<unknown>]>) {
-      if (Option.isSome(value)) out[key] = value.value
-    }
-    if (Option.isSome(graceMs)) out.shutdown = { graceMs: graceMs.value }
-    return out as LayerOptions
-  })
-)
+export const envConfig: Config.Config<LayerOptions> = internalEnv.envConfig
 
 /**
  * The app-facing layer: {@link layer} with the options of {@link envConfig}. Needs a
@@ -371,6 +379,9 @@ export const envConfig: Config.Config<LayerOptions> = Config.all({
  * @category layers
  */
 export const SseKifyLive: Layer.Layer<SseKify, InvalidInput | ConfigError.ConfigError, Transport> = layerConfig(envConfig)
+
+const testShutdown = (shutdown: ShutdownOptions | undefined): ShutdownOptions =>
+  shutdown?.grace !== undefined || shutdown?.graceMs !== undefined ? shutdown : { ...shutdown, graceMs: 0 }
 
 /**
  * The service for tests: no shutdown grace (`shutdown.graceMs` 0 unless given), on an
@@ -390,6 +401,6 @@ export const SseKifyLive: Layer.Layer<SseKify, InvalidInput | ConfigError.Config
  * @category layers
  */
 export const layerTest = (options?: LayerOptions, bus?: MemoryBus): Layer.Layer<SseKify, InvalidInput> =>
-  layer({ ...options, shutdown: { graceMs: 0, ...options?.shutdown } }).pipe(
+  layer({ ...options, shutdown: testShutdown(options?.shutdown) }).pipe(
     Layer.provide(Layer.suspend(() => layerMemory(bus ?? createMemoryBus())))
   )

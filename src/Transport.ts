@@ -86,6 +86,29 @@ export const userChannel = (channel: string, userId: string): string => `${chann
 export const roomChannel = (channel: string, room: string): string => `${channel}:r:{${room}}`
 
 /**
+ * How the Redis transport routes messages.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface RoutingOptions {
+  /**
+   * `"channel"` (the default): one shared channel, readable by 0.1.6 instances.
+   * `"user"`: per-user and per-room channels (`Transport.userChannel`,
+   * `Transport.roomChannel`) besides the shared channel of broadcasts; an instance
+   * receives only the messages of the users and rooms it holds.
+   */
+  readonly routing?: Routing | undefined
+  /**
+   * With `routing: "user"`: whether the routed channels use sharded Pub/Sub
+   * (`SSUBSCRIBE` / `SPUBLISH`, Redis ≥ 7). `"auto"` (the default): on a Redis Cluster
+   * yes, on a single node or Sentinel no. The shared channel of broadcasts stays classic
+   * Pub/Sub in every case (every instance listens to it).
+   */
+  readonly sharded?: boolean | "auto" | undefined
+}
+
+/**
  * The dynamic channels of a routed transport (`routing: "user"`). Interest is counted
  * per channel: the first {@link RoutedChannels.add} subscribes, the last
  * {@link RoutedChannels.remove} unsubscribes; the subscribes and unsubscribes of one

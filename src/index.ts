@@ -3,9 +3,9 @@
  *
  * The plain API is the `SSEKify` class (a drop-in for the original ssekify 0.1.6:
  * `const { SSEKify, createIORedisAdapter } = require('ssekify')`). Effect users
- * compose the modules: `SseKify` (the service and its layers), `Transport` /
- * `RedisTransport` (the bus), `Connection`, `ReplayBuffer`, `Sequencer`, `Frame`,
- * `Envelope`.
+ * compose the modules: `SseKify` (the service and its layers), `Transport` (the bus),
+ * `Connection`, `ReplayBuffer`, `Sequencer`, `Presence`, `Metrics`, `Frame`, `Envelope`;
+ * the Redis backends (`RedisTransport`, `RedisConnection`, …) are in `ssekify/redis`.
  *
  * @since 0.2.0
  */
@@ -16,6 +16,7 @@ import { createMemoryBus } from "./Transport.js"
 export { SSEKify } from "./facade.js"
 export type { RegisteredConnectionHandle, SSEKifyEventMap, SSEKifyOptions } from "./facade.js"
 export { createIORedisAdapter } from "./redisAdapter.js"
+export type { IORedisAdapter, IORedisAdapterInput, IORedisAdapterOptions, IORedisClientLike } from "./redisAdapter.js"
 
 /**
  * An in-process bus for tests: instances given `bus.adapter()` as `redis` exchange
@@ -46,17 +47,11 @@ export * as Envelope from "./Envelope.js"
 export * as Frame from "./Frame.js"
 export * as Metrics from "./Metrics.js"
 export * as Presence from "./Presence.js"
-export * as PresenceRedis from "./Presence/Redis.js"
-export * as RedisConnection from "./RedisConnection.js"
-export * as RedisTransport from "./RedisTransport.js"
 export * as ReplayBuffer from "./ReplayBuffer.js"
-export * as ReplayBufferRedis from "./ReplayBuffer/Redis.js"
 export * as Sequencer from "./Sequencer.js"
-export * as SequencerRedis from "./Sequencer/Redis.js"
 export * as SseKify from "./SseKify.js"
 export { SseKifyLive } from "./SseKify.js"
 export * as Transport from "./Transport.js"
-export * as TransportRedis from "./Transport/Redis.js"
 
 /**
  * The default export, for `import ssekify from 'ssekify'` then

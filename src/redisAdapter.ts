@@ -16,6 +16,8 @@
  *
  * @since 0.2.0
  */
+import type * as Duration from "effect/Duration"
+import type * as Redacted from "effect/Redacted"
 import type { Cluster, Redis, RedisOptions } from "ioredis"
 import type * as Clients from "./internal/redis/clients.js"
 import { SubscriberQueue } from "./internal/redis/subscriberQueue.js"
@@ -23,36 +25,67 @@ import { Connection, ConnectionKey } from "./internal/redis/connection.js"
 import * as Errors from "./internal/redis/errors.js"
 import * as Scripts from "./internal/redis/scripts.js"
 import type { CommonOptions } from "./RedisConnection.js"
-import type { RoutingOptions } from "./Transport/Redis.js"
 import { settingsOf, timingOf } from "./internal/redis/options.js"
-import type { RedisKvLike, RedisLike } from "./Transport.js"
+import type { RedisKvLike, RedisLike, RoutingOptions } from "./Transport.js"
 
 /**
- * What `createIORedisAdapter` accepts: a Redis URL, ioredis options (including
- * `sentinels` + `name` for Sentinel), or an existing ioredis `Redis` / `Cluster`
- * instance (the adapter duplicates it for its three connections and never closes it).
+ * An existing ioredis `Redis` or `Cluster` instance, described by what the adapter
+ * reads of it (so this entry's declarations never import `ioredis`, an optional peer).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface IORedisClientLike {
+  readonly status: string
+  duplicate(): unknown
+}
+
+/**
+ * What `createIORedisAdapter` accepts: a Redis URL, ioredis options (an ioredis
+ * `RedisOptions` object, including `sentinels` + `name` for Sentinel), or an existing
+ * ioredis `Redis` / `Cluster` instance (the adapter duplicates it for its three
+ * connections and never closes it). The options are typed `object` here, not
+ * `RedisOptions`, so that the main entry type-checks without ioredis installed
+ * (`skipLibCheck: false`); `RedisConnection` in `ssekify/redis` has the ioredis types.
  *
  * @since 0.2.0
  * @category models
  */
-export type IORedisAdapterInput = string | RedisOptions | Redis | Cluster
+export type IORedisAdapterInput = string | IORedisClientLike | object
 
 /**
- * The tuning of the adapter's connections (the same as `RedisTransport`'s, without
- * the connection target), and how `SSEKify` routes on it (`routing: "user"`, see
- * `TransportRedis.RoutingOptions`). Durations in milliseconds or as `Duration` input.
+ * The tuning of the adapter's connections (the same as `RedisConnection`'s
+ * `CommonOptions`, without the connection target), with `redisOptions` typed `object`
+ * (ioredis' `RedisOptions`). Durations in milliseconds or as `Duration` input.
  *
  * @since 0.2.0
  * @category models
  */
-export type IORedisAdapterOptions = CommonOptions & RoutingOptions
+export interface IORedisAdapterOptions extends RoutingOptions {
+  /** ioredis `RedisOptions` for every connection (for a Cluster: the options of its nodes). */
+  readonly redisOptions?: object | undefined
+  /** The data nodes' password (`AUTH`); never logged. */
+  readonly password?: Redacted.Redacted<string> | undefined
+  /** The ACL user name. */
+  readonly username?: string | undefined
+  /** How long `publish` and the KV commands wait for a reconnecting connection. Default: 1 second. */
+  readonly offlineTimeout?: Duration.DurationInput | undefined
+  /** How long a publish or KV command may wait for its reply. Default: 2 seconds. */
+  readonly commandTimeout?: Duration.DurationInput | undefined
+  /** How long `subscribe` waits for Redis to confirm a new subscription. Default: 2 seconds. */
+  readonly subscribeTimeout?: Duration.DurationInput | undefined
+  /** The prefix of the connections' names (`CLIENT SETNAME`). Default: `"ssekify"`. */
+  readonly connectionName?: string | undefined
+}
+
+// The structural options are the ioredis-typed ones (checked here, where ioredis' types are).
+const commonOf = (options: IORedisAdapterOptions): CommonOptions => options as CommonOptions
 
 /**
  * The key of the hidden reference from an adapter to its connection (a registered
  * symbol, `Symbol.for("ssekify/RedisAdapter/connections")`).
  *
- * @since 0.2.0
- * @category symbols
+ * @internal
  */
 export const ConnectionsKey: typeof ConnectionKey = ConnectionKey
 
@@ -92,15 +125,18 @@ export interface IORedisAdapter extends RedisLike {
     expire(key: string, seconds: number): Promise<number>
     pexpire(key: string, ms: number): Promise<number>
   }
-  /** The adapter's connection (for `RedisConnection.fromAdapter`). */
+  /**
+   * The adapter's connection (for `RedisConnection.fromAdapter`).
+   *
+   * @internal
+   */
   readonly [ConnectionKey]: AdapterConnection
 }
 
 /**
  * What an adapter carries: its three ioredis clients (`connections`) and their timing.
  *
- * @since 0.2.0
- * @category models
+ * @internal
  */
 export interface AdapterConnection {
   readonly connections: { readonly publisher: Redis | Cluster; readonly subscriber: Redis | Cluster; readonly kv: Redis | Cluster }
@@ -115,7 +151,7 @@ const isClient = (input: unknown): input is Redis | Cluster =>
 const sourceOf = (input: IORedisAdapterInput): Clients.Source => {
   if (typeof input === "string") return { _tag: "Url", url: input }
   if (isClient(input)) return { _tag: "Client", client: input }
-  if (typeof input === "object" && input !== null) return { _tag: "Options", options: input }
+  if (typeof input === "object" && input !== null) return { _tag: "Options", options: input as RedisOptions }
   throw new TypeError(`createIORedisAdapter: expected a Redis URL, ioredis options or an ioredis instance, got ${typeof input}`)
 }
 
@@ -141,7 +177,7 @@ export const createIORedisAdapter = (
   input: IORedisAdapterInput,
   options: IORedisAdapterOptions = {}
 ): IORedisAdapter => {
-  const connection = Connection.open(sourceOf(input), settingsOf(options), timingOf(options))
+  const connection = Connection.open(sourceOf(input), settingsOf(commonOf(options)), timingOf(commonOf(options)))
   if (options.routing !== undefined || options.sharded !== undefined) {
     connection.routing = { routing: options.routing, sharded: options.sharded }
   }

@@ -67,6 +67,47 @@ describe("package", () => {
     expect(JSON.parse(out)).toEqual({ same: true, fn: "function", layer: "function", none: "object" })
   })
 
+  it("the main entry's declarations import no ioredis: a strict consumer with skipLibCheck: false type-checks without it", () => {
+    expect(fs.existsSync(path.join(dir, "node_modules/ioredis"))).toBe(false)
+    const dts = fs.readdirSync(path.join(dir, "node_modules/ssekify/dist")).filter((f) => /\.d\.c?ts$/.test(f))
+    const importing = dts.filter((f) =>
+      /from ['"]ioredis['"]|import\(['"]ioredis['"]\)/.test(fs.readFileSync(path.join(dir, "node_modules/ssekify/dist", f), "utf8"))
+    )
+    // only the ssekify/redis entry names ioredis' types
+    expect(importing.sort()).toEqual(["redis.d.cts", "redis.d.ts"])
+    fs.writeFileSync(path.join(dir, "strict.mts"), `
+      import { SSEKify, createIORedisAdapter, type IORedisAdapterInput, SseKify, Transport } from "ssekify"
+      import { Effect, Layer } from "effect"
+      const input: IORedisAdapterInput = { host: "127.0.0.1", port: 6379, lazyConnect: true }
+      const make = () => createIORedisAdapter(input, { connectionName: "app", commandTimeout: "2 seconds" })
+      const sse = new SSEKify({ keepAliveMs: 1000 })
+      const program = Effect.flatMap(SseKify.SseKify, (s) => s.sendToAll("x")).pipe(
+        Effect.provide(SseKify.layer({ keepAlive: "1 second" }).pipe(Layer.provide(Transport.layerNone)))
+      )
+      export { make, sse, program }
+    `)
+    const tsc = path.join(root, "node_modules/typescript/bin/tsc")
+    try {
+      run("node", [
+        tsc, "--noEmit", "--strict", "--skipLibCheck", "false", "--module", "nodenext", "--moduleResolution", "nodenext",
+        "--target", "es2022", "--types", "node", "--typeRoots", path.join(root, "node_modules/@types"), "strict.mts"
+      ])
+    } catch (e) {
+      throw new Error(`tsc with skipLibCheck: false failed:\n${(e as { stdout?: string }).stdout ?? e}`)
+    }
+  }, 180_000) // tsc over effect's declarations too (no skipLibCheck): ~40 s alone
+
+  it("ssekify/redis loads without ioredis installed (ioredis is loaded when a connection opens)", () => {
+    const out = run("node", ["--input-type=module", "-e", `
+      import { RedisTransport, RedisConnection, createIORedisAdapter } from 'ssekify/redis'
+      const { RedisTransport: R } = await import('ssekify/redis')
+      console.log(JSON.stringify({ layer: typeof RedisTransport.layer, conn: typeof RedisConnection.layer, fn: typeof createIORedisAdapter, same: R === RedisTransport }))
+    `])
+    expect(JSON.parse(out)).toEqual({ layer: "function", conn: "function", fn: "function", same: true })
+    const cjs = run("node", ["-e", `const { RedisTransport } = require('ssekify/redis'); console.log(typeof RedisTransport.layer)`])
+    expect(cjs.trim()).toBe("function")
+  })
+
   it("type-checks ESM and CommonJS consumers with tsc", () => {
     const consumer = `
       import ssekify, { SSEKify, type SSEKifyOptions, createIORedisAdapter, SseKify, SseKifyLive, Transport } from "ssekify"
@@ -103,5 +144,5 @@ describe("package", () => {
     const common = ["--noEmit", "--strict", "--skipLibCheck", "--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", "--typeRoots", path.join(root, "node_modules/@types")]
     run("node", [tsc, ...common, "esm.mts"])
     run("node", [tsc, ...common, "cjs.cts"])
-  })
+  }, 120_000) // two tsc runs: ~25 s alone, more under load
 })

@@ -11,8 +11,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { ensureBuilt, startExample } from "./examples/harness.js"
-import { connect, request } from "./support/sse.js"
+import { spawn } from "node:child_process"
+import { ensureBuilt, freePort, startExample } from "./examples/harness.js"
+import { connect, request, until } from "./support/sse.js"
 
 const root = path.resolve(__dirname, "..")
 const docs = fs.existsSync(path.join(root, "docs"))
@@ -95,7 +96,8 @@ fs.writeFileSync(path.join(dir, "node_modules/ssekify/package.json"), JSON.strin
     ".": "./src/index.ts",
     "./client": "./src/client/index.ts",
     "./prometheus": "./src/prometheus.ts",
-    "./platform": "./src/HttpSse.ts"
+    "./platform": "./src/HttpSse.ts",
+    "./redis": "./src/redis.ts"
   }
 }))
 fs.writeFileSync(path.join(dir, "globals.d.ts"), PRELUDE)
@@ -247,4 +249,73 @@ describe("README Express quick start, run", () => {
       await app.stop()
     }
   }, 60_000)
+})
+
+/** The first `ts` block after the heading `heading` of README.md. */
+const tsQuickStart = (heading: string): string => {
+  const text = fs.readFileSync(path.join(root, "README.md"), "utf8")
+  const at = text.indexOf(`\n## ${heading}\n`)
+  expect(at, `README.md has a "## ${heading}" section`).toBeGreaterThan(0)
+  const block = blocks.find((b) => b.file === "README.md" && b.lang === "ts" && text.split("\n").slice(0, b.line).join("\n").length > at)
+  expect(block).toBeDefined()
+  return block!.code
+}
+
+describe("README Effect quick start, compiled with tsc --strict and run", () => {
+  // `ssekify` (and `ssekify/platform`) resolve to this repository's dist/
+  const qsDir = fs.mkdtempSync(path.join(os.tmpdir(), "ssekify-effect-quickstart-"))
+  afterAll(() => fs.rmSync(qsDir, { recursive: true, force: true }))
+
+  it("serves SSE and notify (400 without a JSON object); on SIGINT the client gets the shutdown event and the process exits 0", async () => {
+    await ensureBuilt()
+    fs.mkdirSync(path.join(qsDir, "node_modules"))
+    fs.symlinkSync(root, path.join(qsDir, "node_modules/ssekify"))
+    for (const dep of ["effect", "@effect"]) {
+      fs.symlinkSync(path.join(root, "node_modules", dep), path.join(qsDir, "node_modules", dep))
+    }
+    fs.writeFileSync(path.join(qsDir, "package.json"), JSON.stringify({ name: "effect-quickstart", type: "module" }))
+    const port = await freePort()
+    const source = tsQuickStart("Quick start (Effect)")
+    expect(source).toContain("{ port: 3000 }")
+    fs.writeFileSync(path.join(qsDir, "main.ts"), source.replace("{ port: 3000 }", `{ port: ${port}, host: "127.0.0.1" }`))
+    try {
+      execFileSync(process.execPath, [
+        path.join(root, "node_modules/typescript/bin/tsc"),
+        "--strict", "--skipLibCheck", "--target", "es2022", "--module", "nodenext", "--moduleResolution", "nodenext",
+        "--types", "node", "--typeRoots", path.join(root, "node_modules/@types"), "main.ts"
+      ], { cwd: qsDir, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+    } catch (e) {
+      throw new Error(`the Effect quick start does not compile:\n${(e as { stdout?: string }).stdout ?? e}`)
+    }
+
+    const child = spawn(process.execPath, ["main.js"], { cwd: qsDir, stdio: ["ignore", "pipe", "pipe"] })
+    let output = ""
+    child.stdout.on("data", (d: Buffer) => (output += d))
+    child.stderr.on("data", (d: Buffer) => (output += d))
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+    try {
+      await until(() => output.includes("Listening on"), 20_000, `the quick start to listen (output: ${output})`)
+      const url = `http://127.0.0.1:${port}`
+      const alice = await connect(`${url}/sse?userId=alice`)
+      await alice.waitFor((c) => c.text().includes("retry:"))
+
+      expect((await request(`${url}/notify/alice`, { body: { hi: 1 } })).status).toBe(204)
+      await alice.waitFor((c) => c.messages().length === 1)
+      expect(alice.messages()[0]!.event).toBe("notify")
+      expect(JSON.parse(alice.messages()[0]!.data)).toMatchObject({ hi: 1 })
+      expect((await request(`${url}/notify/alice`, { method: "POST" })).status).toBe(400)
+      expect((await request(`${url}/notify/alice`, { body: [1] })).status).toBe(400)
+
+      // Ctrl-C: the shutdown event, the stream ends, the process exits by itself with 0.
+      // (Measured by hand: about 1.1 s after SIGINT with the 1 s grace; the bound here
+      // only detects a hang.)
+      child.kill("SIGINT")
+      await alice.ended(15_000)
+      expect(alice.messages().map((f) => f.event)).toEqual(["notify", "server:shutdown"])
+      const code = await Promise.race([exited, new Promise<"hang">((r) => setTimeout(() => r("hang"), 15_000))])
+      expect(code, output).toBe(0)
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL")
+    }
+  }, 120_000)
 })

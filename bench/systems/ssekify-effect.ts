@@ -16,15 +16,17 @@ import { errorKind, numericStats } from "./ssekify.js"
 
 type Mod = typeof import("../../src/index.js")
 type PlatformMod = typeof import("../../src/HttpSse.js")
+type RedisMod = typeof import("../../src/redis.js")
 
 const load = async () => {
   const indexUrl = distUrl()
   const mod = (await import(indexUrl)) as Mod
   const platform = (await import(indexUrl.replace(/index\.js$/, "platform.js"))) as PlatformMod
+  const redis = (await import(indexUrl.replace(/index\.js$/, "redis.js"))) as RedisMod
   const { Effect, Layer, ManagedRuntime, Stream } = await import("effect")
   const { HttpMiddleware, HttpRouter, HttpServerRequest } = await import("@effect/platform")
   const { NodeHttpServer } = await import("@effect/platform-node")
-  return { mod, platform, Effect, Layer, ManagedRuntime, Stream, HttpMiddleware, HttpRouter, HttpServerRequest, NodeHttpServer }
+  return { mod, platform, redis, Effect, Layer, ManagedRuntime, Stream, HttpMiddleware, HttpRouter, HttpServerRequest, NodeHttpServer }
 }
 
 const ssekifyEffect: SystemDef = {
@@ -36,9 +38,10 @@ const ssekifyEffect: SystemDef = {
     await load()
   },
   async create(cfg, events) {
-    const { Effect, HttpMiddleware, HttpRouter, HttpServerRequest, Layer, ManagedRuntime, mod, NodeHttpServer, platform, Stream } =
+    const { Effect, HttpMiddleware, HttpRouter, HttpServerRequest, Layer, ManagedRuntime, mod, NodeHttpServer, platform, redis, Stream } =
       await load()
-    const { RedisTransport, SseKify, Transport } = mod
+    const { SseKify, Transport } = mod
+    const { RedisTransport } = redis
     const options: import("../../src/SseKify.js").LayerOptions = {
       keepAliveMs: cfg.keepAliveMs,
       retryMs: cfg.retryMs,

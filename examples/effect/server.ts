@@ -19,7 +19,8 @@ import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { Config, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import * as HttpSse from "../../src/HttpSse.js"
-import { RedisTransport, SseKify, SseKifyLive, Transport } from "../../src/index.js"
+import { SseKify, SseKifyLive, Transport } from "../../src/index.js"
+import { RedisTransport } from "../../src/redis.js"
 
 /** The request's JSON body; `{}` when there is none or it is not JSON. */
 const body = HttpServerRequest.HttpServerRequest.pipe(

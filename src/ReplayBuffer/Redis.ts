@@ -13,6 +13,7 @@
  *
  * @since 0.2.0
  */
+import type { InvalidInput } from "../Errors.js"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scripts from "../internal/redis/scripts.js"
@@ -64,5 +65,5 @@ export const layerStore: Layer.Layer<Store, never, RedisConnection> = Layer.effe
  * @since 0.2.0
  * @category layers
  */
-export const layer = (options?: RedisOptions): Layer.Layer<ReplayBuffer, never, RedisConnection> =>
+export const layer = (options?: RedisOptions): Layer.Layer<ReplayBuffer, InvalidInput, RedisConnection> =>
   layerOnStore(options).pipe(Layer.provide(layerStore))

@@ -29,30 +29,17 @@ import type * as Scope from "effect/Scope"
 import { isCluster } from "../internal/redis/clients.js"
 import * as Internal from "../internal/redis/transport.js"
 import { RedisConnection, type RedisConnectionService } from "../RedisConnection.js"
-import { type Routing, Transport, type TransportService } from "../Transport.js"
+import type * as TransportModule from "../Transport.js"
+import { Transport, type TransportService } from "../Transport.js"
 
 /**
- * How the Redis transport routes messages.
+ * The routing options of the Redis transport (defined in `Transport`, so the main
+ * entry's `createIORedisAdapter` options carry them without importing ioredis' types).
  *
  * @since 0.3.0
  * @category models
  */
-export interface RoutingOptions {
-  /**
-   * `"channel"` (the default): one shared channel, readable by 0.1.6 instances.
-   * `"user"`: per-user and per-room channels (`Transport.userChannel`,
-   * `Transport.roomChannel`) besides the shared channel of broadcasts; an instance
-   * receives only the messages of the users and rooms it holds.
-   */
-  readonly routing?: Routing | undefined
-  /**
-   * With `routing: "user"`: whether the routed channels use sharded Pub/Sub
-   * (`SSUBSCRIBE` / `SPUBLISH`, Redis ≥ 7). `"auto"` (the default): on a Redis Cluster
-   * yes, on a single node or Sentinel no. The shared channel of broadcasts stays classic
-   * Pub/Sub in every case (every instance listens to it).
-   */
-  readonly sharded?: boolean | "auto" | undefined
-}
+export type RoutingOptions = TransportModule.RoutingOptions
 
 const routingOf = (connection: RedisConnectionService, options: RoutingOptions | undefined): Internal.Routing => {
   if (options?.routing !== "user") return { routed: undefined }

@@ -6,6 +6,7 @@
  *
  * @since 0.2.0
  */
+import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http"
 import type { Http2ServerRequest } from "node:http2"
@@ -76,10 +77,24 @@ export interface RegisterOptions {
    * out.
    */
   readonly headers?: Readonly<Record<string, string | number | ReadonlyArray<string>>> | undefined
-  /** Heartbeat interval for this connection; default: the instance's `keepAliveMs`. 0: none. */
+  /** Heartbeat interval for this connection in ms (or `keepAlive`); default: the instance's. 0: none. */
   readonly keepAliveMs?: number | undefined
-  /** `retry:` sent to this connection; default: the instance's `retryMs`. */
+  /**
+   * Heartbeat interval for this connection as a Duration (give this or `keepAliveMs`);
+   * default: the instance's. Zero: none.
+   *
+   * @since 0.3.0
+   */
+  readonly keepAlive?: Duration.DurationInput | undefined
+  /** `retry:` sent to this connection in ms (or `retry`); default: the instance's. */
   readonly retryMs?: number | undefined
+  /**
+   * `retry:` sent to this connection as a Duration (give this or `retryMs`); default:
+   * the instance's.
+   *
+   * @since 0.3.0
+   */
+  readonly retry?: Duration.DurationInput | undefined
   /** Frames that may wait for `'drain'`. Default 100. */
   readonly maxQueueItems?: number | undefined
   /** Bytes that may wait for `'drain'`. Default 256 KiB. */

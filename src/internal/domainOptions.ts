@@ -2,6 +2,7 @@
  * The option types of an instance, of a send and of a shutdown (a leaf module, part of
  * the domain types: see `domain.ts`, which re-exports them).
  */
+import type * as Duration from "effect/Duration"
 import type * as Redacted from "effect/Redacted"
 import type { ConnectionLimitScope, PresenceOptions } from "../Presence.js"
 import type { RedisKvLike } from "../Sequencer.js"
@@ -85,8 +86,15 @@ export interface SeqOptions {
    * `'<channel>:seq:'` on any other (so tenants on their own channels never share counters).
    */
   readonly redisKeyPrefix?: string | undefined
-  /** TTL of a key (Redis and memory), seconds. Default 86 400. */
+  /** TTL of a key (Redis and memory), seconds (the 0.1.6 name; or `redisTTL`). Default 86 400. */
   readonly redisTTLSeconds?: number | undefined
+  /**
+   * TTL of a key (Redis and memory), as a Duration (whole seconds, rounded up); give
+   * this or `redisTTLSeconds`, not both. Default 1 day.
+   *
+   * @since 0.3.0
+   */
+  readonly redisTTL?: Duration.DurationInput | undefined
   /** In-memory keys kept at most. Default 100 000. */
   readonly maxKeys?: number | undefined
 }
@@ -101,20 +109,41 @@ export interface SeqOptions {
 export interface Options {
   /** Pub/sub channel of the bus. Default `'ssekify:bus'`. */
   readonly channel?: string | undefined
-  /** Heartbeat interval (`: ping` comment lines); 0: none. Default 15 000. */
+  /** Heartbeat interval (`: ping` comment lines) in ms (the 0.1.6 name; or `keepAlive`); 0: none. Default 15 000. */
   readonly keepAliveMs?: number | undefined
+  /**
+   * Heartbeat interval as a Duration (`"15 seconds"`); zero: none. Give this or
+   * `keepAliveMs`, not both. Default 15 seconds.
+   *
+   * @since 0.3.0
+   */
+  readonly keepAlive?: Duration.DurationInput | undefined
   /** Also send each heartbeat as a named event a page can listen to (no CR / LF / NUL, at most `maxEventNameLength`). Default: none. */
   readonly keepAliveEvent?: string | undefined
-  /** `retry:` sent on connect: the browser's reconnect delay. Default 2 000. */
+  /** `retry:` sent on connect: the browser's reconnect delay in ms (the 0.1.6 name; or `retry`). Default 2 000. */
   readonly retryMs?: number | undefined
+  /**
+   * `retry:` sent on connect as a Duration (sent in whole ms). Give this or `retryMs`,
+   * not both. Default 2 seconds.
+   *
+   * @since 0.3.0
+   */
+  readonly retry?: Duration.DurationInput | undefined
   /** Frames with an id kept per user for `Last-Event-ID` replay; 0: off. Default 20. */
   readonly recentBufferSize?: number | undefined
   /** Data → text. Default `JSON.stringify`. */
   readonly serializer?: ((data: unknown) => string | undefined) | undefined
   /** Largest serialized payload in bytes; larger messages are skipped with an `'error'`; 0: no limit. Default 1 MiB. */
   readonly maxPayloadBytes?: number | undefined
-  /** Replay buffers of users inactive this long are dropped; 0: never. Default 30 min. */
+  /** Replay buffers of users inactive this many ms are dropped (the 0.1.6 name; or `recentTTL`); 0: never. Default 30 min. */
   readonly recentTTLMs?: number | undefined
+  /**
+   * Replay buffers of users inactive this long are dropped; zero: never. Give this or
+   * `recentTTLMs`, not both. Default 30 minutes.
+   *
+   * @since 0.3.0
+   */
+  readonly recentTTL?: Duration.DurationInput | undefined
   /** Users with a replay buffer at most (least recently active evicted). Default 10 000. */
   readonly recentMaxUsers?: number | undefined
   /**
@@ -193,6 +222,13 @@ export interface ShutdownOptions {
   readonly announce?: boolean | undefined
   /** Event name of the announcement. Default `'server:shutdown'`. */
   readonly event?: string | undefined
-  /** Wait this long before closing the connections. Default 5 000. */
+  /** Wait this many ms before closing the connections (the 0.1.6 name; or `grace`). Default 5 000. */
   readonly graceMs?: number | undefined
+  /**
+   * Wait this long before closing the connections (it ends early when every client
+   * has gone). Give this or `graceMs`, not both. Default 5 seconds.
+   *
+   * @since 0.3.0
+   */
+  readonly grace?: Duration.DurationInput | undefined
 }

@@ -13,7 +13,7 @@ import * as Either from "effect/Either"
 import type * as Envelope from "../Envelope.js"
 import {
   BackpressureDisconnect,
-  type InvalidInput,
+  InvalidInput,
   type LimitExceeded,
   ShuttingDown,
   type SendError,
@@ -37,7 +37,7 @@ import type {
 } from "./domain.js"
 import { type EventName, Events } from "./events.js"
 import { Hub } from "./hub.js"
-import { DEFAULTS, type Resolved, type ResolvedConnection } from "./options.js"
+import { DEFAULTS, graceOf, type Resolved, type ResolvedConnection } from "./options.js"
 import { isNonEmptyString, SendPrep } from "./prepare.js"
 import type { ClusterAdmission } from "./presence.js"
 import { Reconnect } from "./reconnect.js"
@@ -360,7 +360,7 @@ export class Engine {
     return Effect.suspend(() => {
       const announce = options?.announce ?? true
       const event = options?.event ?? DEFAULTS.shutdownEvent
-      const graceMs = options?.graceMs ?? DEFAULTS.shutdownGraceMs
+      const graceMs = this.graceOf(options)
       const again = this.shutdownStarted
       this.shutdownStarted = true
       this.accepting = false
@@ -379,6 +379,20 @@ export class Engine {
         })
       )
     })
+  }
+
+  /**
+   * The grace period of a shutdown. An invalid one (the layer's was checked when it
+   * was built) is reported as an `InvalidInput` and the default used: a shutdown runs.
+   */
+  private graceOf(options: ShutdownOptions | undefined): number {
+    try {
+      return graceOf(options)
+    } catch (e) {
+      if (!(e instanceof InvalidInput)) throw e
+      this.report(e)
+      return DEFAULTS.shutdownGraceMs
+    }
   }
 
   /** Completes when no connection is open (at once when none is). */

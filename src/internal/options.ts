@@ -8,6 +8,7 @@ import type { AutoFieldsOptions, DropPolicy, FrameIdPolicy, Options, RegisterOpt
 import type { RedisKvLike } from "../Transport.js"
 import { Policy } from "./hub.js"
 import type { ConnectionLimitScope } from "../Presence.js"
+import { either } from "./durations.js"
 import { resolveOptions as resolvePresence, type ResolvedPresence } from "./presenceOptions.js"
 
 export const DEFAULTS = {
@@ -104,6 +105,14 @@ export const count = (field: string, value: unknown, fallback: number, min = 0):
   return value
 }
 
+const number = (field: string, value: unknown): number => count(field, value, 0)
+
+/** The grace period of a shutdown in ms: `grace` (a Duration) or `graceMs`; throws `InvalidInput`. */
+export const graceOf = (options: { readonly grace?: unknown; readonly graceMs?: unknown } | undefined): number =>
+  options === undefined || options === null
+    ? DEFAULTS.shutdownGraceMs
+    : either("shutdown.grace", options.grace, "shutdown.graceMs", options.graceMs, number, DEFAULTS.shutdownGraceMs)
+
 const optionalString = (field: string, value: unknown): string | undefined => {
   if (value === undefined || value === null) return undefined
   if (typeof value !== "string") return fail(field, `must be a string, got ${describe(value)}`)
@@ -184,13 +193,13 @@ export const resolve = (options: Options | undefined): Resolved => {
   const maxEventNameLength = Math.floor(count("maxEventNameLength", o.maxEventNameLength, DEFAULTS.maxEventNameLength, 1))
   return {
     channel: optionalString("channel", o.channel) ?? DEFAULTS.channel,
-    keepAliveMs: count("keepAliveMs", o.keepAliveMs, DEFAULTS.keepAliveMs),
+    keepAliveMs: either("keepAlive", o.keepAlive, "keepAliveMs", o.keepAliveMs, number, DEFAULTS.keepAliveMs),
     keepAliveEvent: wireString("keepAliveEvent", o.keepAliveEvent, maxEventNameLength),
-    retryMs: count("retryMs", o.retryMs, DEFAULTS.retryMs),
+    retryMs: either("retry", o.retry, "retryMs", o.retryMs, number, DEFAULTS.retryMs),
     recentBufferSize: Math.floor(count("recentBufferSize", o.recentBufferSize, DEFAULTS.recentBufferSize)),
     serializer,
     maxPayloadBytes: count("maxPayloadBytes", o.maxPayloadBytes, DEFAULTS.maxPayloadBytes),
-    recentTTLMs: count("recentTTLMs", o.recentTTLMs, DEFAULTS.recentTTLMs),
+    recentTTLMs: either("recentTTL", o.recentTTL, "recentTTLMs", o.recentTTLMs, number, DEFAULTS.recentTTLMs),
     recentMaxUsers: Math.floor(count("recentMaxUsers", o.recentMaxUsers, DEFAULTS.recentMaxUsers)),
     replayGapEvent: wireString("replayGapEvent", o.replayGapEvent, maxEventNameLength),
     replayOffline: o.replayOffline === true,
@@ -214,7 +223,9 @@ export const resolve = (options: Options | undefined): Resolved => {
       ((optionalString("channel", o.channel) ?? DEFAULTS.channel) === DEFAULTS.channel
         ? DEFAULTS.seqKeyPrefix
         : `${o.channel}:seq:`),
-    seqTTLSeconds: count("seq.redisTTLSeconds", seq.redisTTLSeconds, DEFAULTS.seqTTLSeconds),
+    seqTTLSeconds: seq.redisTTL === undefined
+      ? count("seq.redisTTLSeconds", seq.redisTTLSeconds, DEFAULTS.seqTTLSeconds)
+      : Math.ceil(either("seq.redisTTL", seq.redisTTL, "seq.redisTTLSeconds", seq.redisTTLSeconds, number, 0) / 1000),
     seqMaxKeys: Math.floor(count("seq.maxKeys", seq.maxKeys, DEFAULTS.seqMaxKeys, 1)),
     seqKv: seqKvOf(seq),
     // Part of the frame ids of frameIdPolicy 'timestamp': it reaches the wire.
@@ -352,8 +363,8 @@ export const resolveConnection = (options: RegisterOptions | undefined, base: Re
   }
   return {
     rooms: roomsOf(o.rooms, base),
-    keepAliveMs: count("options.keepAliveMs", o.keepAliveMs, base.keepAliveMs),
-    retryMs: count("options.retryMs", o.retryMs, base.retryMs),
+    keepAliveMs: either("options.keepAlive", o.keepAlive, "options.keepAliveMs", o.keepAliveMs, number, base.keepAliveMs),
+    retryMs: either("options.retry", o.retry, "options.retryMs", o.retryMs, number, base.retryMs),
     maxItems: count("options.maxQueueItems", o.maxQueueItems, DEFAULTS.maxQueueItems),
     maxBytes: count("options.maxQueueBytes", o.maxQueueBytes, DEFAULTS.maxQueueBytes),
     policy: policy!,

@@ -3,6 +3,7 @@
  */
 import { InvalidInput } from "../Errors.js"
 import type * as Presence from "../Presence.js"
+import { either } from "./durations.js"
 
 export const PRESENCE_DEFAULTS = { heartbeatMs: 10_000, ttlMs: 30_000 } as const
 
@@ -19,8 +20,7 @@ const fail = (field: string, reason: string): never => {
 const describe = (value: unknown): string =>
   value === null ? "null" : typeof value === "string" ? `'${value.slice(0, 40)}'` : typeof value === "object" ? "an object" : String(value)
 
-const positive = (field: string, value: unknown, fallback: number): number => {
-  if (value === undefined) return fallback
+const positive = (field: string, value: unknown): number => {
   if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
     return fail(field, `must be a finite number > 0, got ${describe(value)}`)
   }
@@ -46,9 +46,15 @@ export const resolveOptions = (
   if (presence === true) return { presence: { ...PRESENCE_DEFAULTS, keyPrefix: undefined }, connectionLimitScope }
   if (typeof presence !== "object") return fail("presence", `must be a boolean or an object, got ${describe(presence)}`)
   const p = presence as Presence.PresenceOptions
-  const heartbeatMs = positive("presence.heartbeatMs", p.heartbeatMs, PRESENCE_DEFAULTS.heartbeatMs)
-  const ttlMs = positive("presence.ttlMs", p.ttlMs, Math.max(PRESENCE_DEFAULTS.ttlMs, 3 * heartbeatMs))
-  if (ttlMs < 2 * heartbeatMs) fail("presence.ttlMs", `must be at least 2 × presence.heartbeatMs (${2 * heartbeatMs}), got ${ttlMs}`)
+  const heartbeatMs = Math.ceil(
+    either("presence.heartbeat", p.heartbeat, "presence.heartbeatMs", p.heartbeatMs, positive, PRESENCE_DEFAULTS.heartbeatMs, 1)
+  )
+  const ttlMs = Math.ceil(
+    either("presence.ttl", p.ttl, "presence.ttlMs", p.ttlMs, positive, Math.max(PRESENCE_DEFAULTS.ttlMs, 3 * heartbeatMs), 1)
+  )
+  if (ttlMs < 2 * heartbeatMs) {
+    fail(p.ttl === undefined ? "presence.ttlMs" : "presence.ttl", `must be at least 2 × the heartbeat (${2 * heartbeatMs} ms), got ${ttlMs} ms`)
+  }
   const keyPrefix = p.keyPrefix
   if (keyPrefix !== undefined && (typeof keyPrefix !== "string" || keyPrefix.length === 0)) {
     fail("presence.keyPrefix", `must be a non-empty string, got ${describe(keyPrefix)}`)

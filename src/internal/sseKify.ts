@@ -20,7 +20,7 @@ import type { LayerOptions, SseKifyService } from "../SseKify.js"
 import { Transport } from "../Transport.js"
 import type { Options } from "./domain.js"
 import { Engine, refuse } from "./engine.js"
-import { resolve } from "./options.js"
+import { graceOf, resolve } from "./options.js"
 import * as Presence from "./presence.js"
 import { makeService } from "./service.js"
 
@@ -35,6 +35,7 @@ export interface Internal {
 export const resolveOptions = (options: Options | undefined) =>
   Effect.suspend(() => {
     try {
+      graceOf((options as LayerOptions | undefined)?.shutdown)
       return Effect.succeed(resolve(options))
     } catch (e) {
       return e instanceof InvalidInput ? Effect.fail(e) : Effect.die(e)

@@ -95,7 +95,7 @@ describe.skipIf(!redisAvailable())("RedisTransport (Cluster)", () => {
       expect(yield* Effect.promise(() => nodeOf(tagged[0]!))).toBe(yield* Effect.promise(() => nodeOf(tagged[1]!)))
     }))
 
-  it.live("layerConfig with REDIS_CLUSTER_NODES; closing the scope closes every cluster connection", () =>
+  it.live("layerFromEnv with REDIS_CLUSTER_NODES; closing the scope closes every cluster connection", () =>
     Effect.gen(function*() {
       const name = unique("clcfg")
       const channel = unique("clcfg-ch")
@@ -117,7 +117,7 @@ describe.skipIf(!redisAvailable())("RedisTransport (Cluster)", () => {
       }).pipe(
         Effect.scoped,
         Effect.provide(
-          RedisTransport.layerConfig({ connectionName: name }).pipe(Layer.provide(Layer.setConfigProvider(provider)))
+          RedisTransport.layerFromEnv({ connectionName: name }).pipe(Layer.provide(Layer.setConfigProvider(provider)))
         )
       )
       expect(got.messages).toEqual(["via env"])

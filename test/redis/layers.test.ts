@@ -16,15 +16,8 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { afterAll, beforeAll, describe } from "vitest"
-import {
-  createIORedisAdapter,
-  RedisConnection,
-  ReplayBufferRedis,
-  Sequencer,
-  SequencerRedis,
-  SseKify,
-  TransportRedis
-} from "../../src/index.js"
+import { createIORedisAdapter, Sequencer, SseKify } from "../../src/index.js"
+import { RedisConnection, RedisTransport, ReplayBufferRedis, SequencerRedis, TransportRedis } from "../../src/redis.js"
 import { ConnectionsKey } from "../../src/redisAdapter.js"
 import { redisAvailable, type RedisServer, startRedis, stopAll } from "../support/redisServer.js"
 import { connect, startServer } from "../support/sse.js"
@@ -102,6 +95,38 @@ describe.skipIf(!redisAvailable())("Redis backends as layers on one RedisConnect
       expect(yield* Effect.promise(() => adapter.incrExpire(key, 30))).toBe(2)
       expect(yield* Effect.promise(() => adapter.incr(key))).toBe(3)
       expect(Option.isNone(RedisConnection.fromAdapter({ publish() {}, subscribe() {}, on() {} }))).toBe(true)
+    }))
+
+  it.live("RedisTransport.layerConfig takes each option as its own Config (Config.Wrap), the URL Redacted", () =>
+    Effect.gen(function*() {
+      const name = unique("tcfg")
+      const provider = ConfigProvider.fromMap(
+        new Map([["MY_REDIS", server.url], ["MY_NAME", name], ["MY_TIMEOUT", "3 seconds"]])
+      )
+      const n = yield* Effect.gen(function*() {
+        const store = yield* Sequencer.Store
+        const value = yield* store.incrExpire(unique("k"), 30)
+        // the KV connection answered, so it carries the configured name
+        expect(yield* Effect.promise(() => clientNames(server.port))).toContain(`${name}:kv`)
+        return value
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(
+          RedisTransport.layerConfig({
+            url: Config.redacted("MY_REDIS"),
+            connectionName: Config.string("MY_NAME"),
+            commandTimeout: Config.duration("MY_TIMEOUT")
+          }).pipe(Layer.provide(Layer.setConfigProvider(provider)))
+        )
+      )
+      expect(n).toBe(1)
+      // a missing variable is a ConfigError naming it, not a connection to a default
+      const missing = yield* Effect.exit(
+        Effect.scoped(Layer.build(RedisTransport.layerConfig({ url: Config.redacted("NOT_SET") }))).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
+        )
+      )
+      expect(Exit.isFailure(missing) && String(missing.cause)).toContain("NOT_SET")
     }))
 
   it.live("RedisConnection.layerConfig takes each option as its own Config (Config.Wrap)", () =>
