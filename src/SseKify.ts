@@ -56,6 +56,7 @@ export type {
   Admission,
   AutoField,
   AutoFieldsOptions,
+  TraceIdField,
   ConnectionSink,
   Endpoint,
   FrameIdPolicy,

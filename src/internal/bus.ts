@@ -111,6 +111,7 @@ export class Bus {
       if (refused !== undefined) return this.rejectBusMessage(Envelope.invalid(refused, raw))
     }
     this.received++
+    if (this.events.observe.tracing) this.events.observe.annotateEnvelope(env.type, env.target, env.event)
     if (this.events.wants("publish")) {
       // Listeners get the envelope in 0.1.6's shape, without the bus's own fields.
       const { b: _b, c: _c, n: _n, sig: _sig, ...published } = env

@@ -9,13 +9,14 @@ import * as Either from "effect/Either"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type { InvalidInput, SendError, SseKifyError, TransportError } from "../Errors.js"
+import type { InvalidInput, SendError, ShuttingDown, SseKifyError, TransportError } from "../Errors.js"
 import type { Scope as PresenceScope } from "../Presence.js"
 import type { ReplayBufferService } from "../ReplayBuffer.js"
 import type { SseKifyService } from "../SseKify.js"
-import type { ConnectionSink, SseKifyEvent } from "./domain.js"
+import type { ConnectionSink, SendOptions, SseKifyEvent } from "./domain.js"
 import type { Engine } from "./engine.js"
 import { observeLatency, queueSnapshot } from "./metrics.js"
+import { Attr, idAttribute, setAttribute, SpanName, traced } from "./observe.js"
 import * as Presence from "./presence.js"
 
 /**
@@ -38,6 +39,64 @@ const sendResult = (engine: Engine, result: number | SendError): Effect.Effect<n
   return Effect.fail(result)
 }
 
+/** A registration (`registerConnection`, `connect`) in a `ssekify.register` span. */
+const register = <A extends { readonly connId: string }, E extends SseKifyError>(
+  e: Engine,
+  userId: unknown,
+  run: () => Either.Either<A, E>
+): Effect.Effect<A, E> =>
+  traced(e.events.observe, SpanName.register, { [Attr.userId]: idAttribute(userId) }, (span) => {
+    const result = run()
+    if (Either.isRight(result)) setAttribute(span, Attr.connId, result.right.connId)
+    return fromEither(e, result)
+  })
+
+/** A local send in a `ssekify.publish` span, with the number of connections reached. */
+const send = (
+  e: Engine,
+  operation: string,
+  targetType: "user" | "room" | "all",
+  target: unknown,
+  run: () => number | SendError
+): Effect.Effect<number, SendError> =>
+  traced(e.events.observe, SpanName.publish, {
+    [Attr.operation]: operation,
+    [Attr.targetType]: targetType,
+    [Attr.userId]: targetType === "user" ? idAttribute(target) : undefined,
+    [Attr.room]: targetType === "room" ? idAttribute(target) : undefined
+  }, (span) => {
+    const result = run()
+    if (typeof result === "number") setAttribute(span, Attr.delivered, result)
+    return sendResult(e, result)
+  })
+
+/** A publish (local delivery, then the bus) in a `ssekify.publish` span. */
+const publish = (
+  e: Engine,
+  operation: string,
+  targetType: "user" | "room" | "all",
+  target: string | undefined,
+  data: unknown,
+  opts: SendOptions | undefined
+): Effect.Effect<void, SendError | TransportError | ShuttingDown> =>
+  Effect.withSpan(
+    Effect.withFiberRuntime((fiber) =>
+      e.publish(targetType, target, data, opts, {
+        span: fiber.currentSpan,
+        userId: targetType === "user" ? idAttribute(target) : undefined
+      })
+    ),
+    SpanName.publish,
+    {
+      attributes: {
+        [Attr.operation]: operation,
+        [Attr.targetType]: targetType,
+        ...(targetType === "user" && idAttribute(target) !== undefined ? { [Attr.userId]: target } : {}),
+        ...(targetType === "room" && idAttribute(target) !== undefined ? { [Attr.room]: target } : {})
+      }
+    }
+  )
+
 /** The service over `e`. */
 export const makeService = (
   e: Engine,
@@ -48,14 +107,17 @@ export const makeService = (
   const service: SseKifyService & { readonly [EngineKey]: Engine } = {
     [EngineKey]: e,
     instanceId: e.instanceId,
-    registerConnection: (userId, res, opts) => Effect.suspend(() => fromEither(e, e.register(userId, res, opts))),
-    sendToUser: (userId, data, opts) => Effect.suspend(() => sendResult(e, e.sendToUser(userId, data, opts))),
-    sendToAll: (data, opts) => Effect.suspend(() => sendResult(e, e.sendToAll(data, opts))),
-    sendToRoom: (room, data, opts) => Effect.suspend(() => sendResult(e, e.sendToRoom(room, data, opts))),
+    registerConnection: (userId, res, opts) => register(e, userId, () => e.register(userId, res, opts)),
+    sendToUser: (userId, data, opts) =>
+      send(e, "sendToUser", "user", userId, () => e.sendToUser(userId, data, opts)),
+    sendToAll: (data, opts) => send(e, "sendToAll", "all", undefined, () => e.sendToAll(data, opts)),
+    sendToRoom: (room, data, opts) => send(e, "sendToRoom", "room", room, () => e.sendToRoom(room, data, opts)),
     // Only an omitted user id means everyone: '' / null are refused by the engine.
     publish: (data, userId, opts) =>
-      userId === undefined ? e.publish("all", undefined, data, opts) : e.publish("user", userId, data, opts),
-    publishToRoom: (room, data, opts) => e.publish("room", room, data, opts),
+      userId === undefined
+        ? publish(e, "publish", "all", undefined, data, opts)
+        : publish(e, "publish", "user", userId, data, opts),
+    publishToRoom: (room, data, opts) => publish(e, "publishToRoom", "room", room, data, opts),
     close: (userId) =>
       Effect.suspend(() => {
         const bad = e.close(userId)
@@ -90,7 +152,7 @@ export const makeService = (
       subscribeTo(e, types === undefined ? undefined : new Set(types))) as SseKifyService["subscribe"],
     connect: (userId, res, opts) =>
       Effect.acquireRelease(
-        Effect.suspend(() => fromEither(e, e.register(userId, res, opts))),
+        register(e, userId, () => e.register(userId, res, opts)),
         (handle) => Effect.sync(handle.close)
       ),
     unsafeRegisterConnection: (userId, res, opts) => e.register(userId, res, opts),
@@ -103,11 +165,15 @@ export const makeService = (
     unsafeObserveLatency: (observer) => observeLatency(e.hub.writer, observer),
     endpoint: {
       admit: (userId, opts, check) =>
-        Effect.tapError(
-          e.registration.admitEndpoint(userId, opts, check),
-          // as the platform endpoint always did: a stopped instance is answered, not reported
-          (error) => error._tag === "ShuttingDown" ? Effect.void : Effect.sync(() => e.report(error))
-        ),
+        traced(e.events.observe, SpanName.register, { [Attr.userId]: idAttribute(userId), [Attr.operation]: "endpoint" }, (span) =>
+          Effect.tapError(
+            e.registration.admitEndpoint(userId, opts, check),
+            // as the platform endpoint always did: a stopped instance is answered, not reported
+            (error) =>
+              error._tag === "ShuttingDown"
+                ? Effect.void
+                : Effect.sync(() => e.events.observe.within({ span, userId: idAttribute(userId) }, () => e.report(error)))
+          )),
       accepting: () => e.accepting,
       shuttingDown: () => e.shutdownStarted,
       layerShutdown: Effect.suspend(() => (e.closedForGood ? Effect.void : e.shutdown(e.layerShutdown))),
