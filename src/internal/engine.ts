@@ -37,7 +37,7 @@ import type {
 } from "./domain.js"
 import { type EventName, Events } from "./events.js"
 import { Hub } from "./hub.js"
-import { type Ambient, Attr, SpanName } from "./observe.js"
+import { type Ambient, Attr } from "./observe.js"
 import { DEFAULTS, type Resolved, type ResolvedConnection } from "./options.js"
 import { isNonEmptyString, SendPrep } from "./prepare.js"
 import type { ClusterAdmission } from "./presence.js"
@@ -174,16 +174,16 @@ export class Engine {
     return this.prep.checkUserId(userId)
   }
 
-  /** A message from the bus (see `Bus.receive`), in a span when the layer's tracer is not Effect's default. */
+  /** A message from the bus (see `Bus.receive`), in a span once accepted when the layer's tracer is not Effect's default. */
   receive(raw: string): void {
     if (!this.events.observe.tracing) return this.bus.receive(raw)
     const m = this.hub.metrics
-    const [sent, rejected] = [m.sent, this.bus.busRejected]
-    this.events.observe.span(SpanName.deliver, { [Attr.instanceId]: this.instanceId }, (span) => {
-      this.bus.receive(raw)
-      span?.attribute(Attr.delivered, m.sent - sent)
-      if (this.bus.busRejected > rejected) span?.attribute(Attr.rejected, true)
-    })
+    const sent = m.sent
+    this.events.observe.receive(
+      { [Attr.instanceId]: this.instanceId },
+      () => this.bus.receive(raw),
+      (span) => span.attribute(Attr.delivered, m.sent - sent)
+    )
   }
 
   // ---------------------------------------------------------------------------

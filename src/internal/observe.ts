@@ -40,7 +40,6 @@ export const Attr = {
   delivered: "ssekify.delivered",
   replayed: "ssekify.replayed",
   rooms: "ssekify.rooms",
-  rejected: "ssekify.rejected",
   lastEventIdLength: "ssekify.last_event_id_length"
 } as const
 
@@ -163,14 +162,48 @@ export class Observe {
     }
   }
 
-  /** A message from the bus, accepted: what it targets, on the current span. */
+  /** The deliver span of the message from the bus being received (see {@link receive}). */
+  private receiving: { readonly attributes: Attributes; span: Tracer.Span | undefined } | undefined = undefined
+
+  /**
+   * Receives a message from the bus (`run`) with its `ssekify.deliver` span started
+   * only once the message is accepted ({@link annotateEnvelope}): the echo of this
+   * instance's own messages and refused ones (reported, logged) make no span. `after`
+   * sets the span's last attributes.
+   */
+  receive(attributes: Attributes, run: () => void, after: (span: Tracer.Span) => void): void {
+    const slot: { readonly attributes: Attributes; span: Tracer.Span | undefined } = { attributes, span: undefined }
+    const previous = this.receiving
+    const outer = this.current
+    this.receiving = slot
+    try {
+      run()
+    } catch (e) {
+      if (slot.span !== undefined) this.end(slot.span, Exit.die(e))
+      throw e
+    } finally {
+      this.receiving = previous
+      this.current = outer
+    }
+    if (slot.span !== undefined) {
+      after(slot.span)
+      this.end(slot.span)
+    }
+  }
+
+  /** A message from the bus, accepted: its deliver span starts, with what it targets. */
   annotateEnvelope(type: string, target: string | undefined, event: string | undefined): void {
-    this.annotate({
+    const slot = this.receiving
+    if (slot === undefined || slot.span !== undefined) return
+    const userId = type === "user" ? target : undefined
+    slot.span = this.start(SpanName.deliver, {
+      ...slot.attributes,
       [Attr.targetType]: type,
-      [Attr.userId]: type === "user" ? target : undefined,
+      [Attr.userId]: userId,
       [Attr.room]: type === "room" ? target : undefined,
       [Attr.event]: event
     })
+    this.current = { span: slot.span, userId }
   }
 
   /** Logs a reported error (when installed with logging). Never throws. */
