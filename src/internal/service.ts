@@ -6,18 +6,16 @@
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type { InvalidInput, SendError, ShuttingDown, SseKifyError, TransportError } from "../Errors.js"
 import type { Scope as PresenceScope } from "../Presence.js"
 import type { ReplayBufferService } from "../ReplayBuffer.js"
 import type { SseKifyService } from "../SseKify.js"
-import type { ConnectionSink, SendOptions, SseKifyEvent } from "./domain.js"
+import type { ConnectionSink, SendOptions } from "./domain.js"
 import type { Engine } from "./engine.js"
 import { observeLatency, queueSnapshot } from "./metrics.js"
 import { Attr, idAttribute, setAttribute, SpanName, traced } from "./observe.js"
 import * as Presence from "./presence.js"
+import { eventsOf, type SubscribeOptions, subscribeTo } from "./subscribe.js"
 
 /**
  * The engine behind a service: for `HttpSse` until it registers through the service,
@@ -148,8 +146,8 @@ export const makeService = (
     ready,
     events: eventsOf(e, undefined),
     eventsOf: (types) => eventsOf(e, new Set(types)),
-    subscribe: ((types?: ReadonlyArray<string>) =>
-      subscribeTo(e, types === undefined ? undefined : new Set(types))) as SseKifyService["subscribe"],
+    subscribe: ((types?: ReadonlyArray<string>, options?: SubscribeOptions) =>
+      subscribeTo(e, types === undefined ? undefined : new Set(types), options)) as SseKifyService["subscribe"],
     connect: (userId, res, opts) =>
       Effect.acquireRelease(
         register(e, userId, () => e.register(userId, res, opts)),
@@ -183,29 +181,6 @@ export const makeService = (
   }
   return service
 }
-
-/**
- * A subscription for the current scope: an unbounded queue whose listener is registered
- * synchronously when the subscription is acquired, so every event emitted afterwards is
- * in it; events of other types are not built for it. Released with the scope.
- */
-const subscribeTo = <E extends SseKifyEvent>(
-  engine: Engine,
-  types: ReadonlySet<string> | undefined
-): Effect.Effect<Queue.Dequeue<E>, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.map(Queue.unbounded<E>(), (queue) => {
-      const unsubscribe = engine.subscribe(
-        (event) => void queue.unsafeOffer(event as E),
-        types === undefined ? undefined : (type) => types.has(type)
-      )
-      return { queue, unsubscribe }
-    }),
-    ({ queue, unsubscribe }) => Effect.zipRight(Effect.sync(unsubscribe), Queue.shutdown(queue))
-  ).pipe(Effect.map(({ queue }) => queue))
-
-const eventsOf = <E extends SseKifyEvent>(engine: Engine, types: ReadonlySet<string> | undefined): Stream.Stream<E> =>
-  Stream.unwrapScoped(Effect.map(subscribeTo<E>(engine, types), (queue) => Stream.fromQueue(queue)))
 
 function* sinksOf(conns: Iterable<{ readonly res: ConnectionSink }>): Iterable<ConnectionSink> {
   for (const conn of conns) yield conn.res
