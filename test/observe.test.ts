@@ -198,12 +198,25 @@ describe("spans of the application's tracer", () => {
     }).pipe(Effect.provide(t.layer))
   })
 
-  it.scoped("with Effect's default tracer the synchronous paths make no span (one branch per message)", () =>
-    Effect.gen(function*() {
+  it.scoped("with Effect's default tracer no span is made (a branch per message); traceId 'span' takes the caller's span", () => {
+    const seen: Array<string | undefined> = []
+    const getter = (span: Tracer.AnySpan | undefined) => (seen.push(span?._tag === "Span" ? span.name : undefined), span?.traceId)
+    return Effect.gen(function*() {
       const sse = yield* SseKify.SseKify
       const engine = (sse as unknown as { readonly [EngineKey]: Engine })[EngineKey]
       expect(engine.events.observe.tracing).toBe(false)
-    }).pipe(Effect.provide(SseKify.layerTest(quiet))))
+      const { client } = yield* open("alice")
+      const app = yield* Effect.gen(function*() {
+        yield* sse.sendToUser("alice", { n: 1 })
+        yield* sse.publish({ n: 2 }, "alice")
+        return yield* Effect.currentSpan
+      }).pipe(Effect.withSpan("app.request"))
+      // the getter saw the caller's span: no ssekify.publish span was made
+      expect(seen).toEqual(["app.request", "app.request"])
+      const got = (yield* frames(client, 2)).map((f) => JSON.parse(f.data).traceId)
+      expect(got).toEqual([app.traceId, app.traceId])
+    }).pipe(Effect.provide(SseKify.layerTest({ ...quiet, autoFields: { traceId: { mode: "ifMissing", getter } } })))
+  })
 
   it.scoped("Effect.withTracerEnabled(false) turns the synchronous spans off", () => {
     const t = testTracer()

@@ -14,6 +14,7 @@ import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
@@ -262,9 +263,26 @@ const logWith = (run: <A, E>(effect: Effect.Effect<A, E>) => A) => (error: SseKi
 const str = (value: unknown): string | undefined => (typeof value === "string" ? value : undefined)
 
 /**
- * An Effect member of the service in a span (`Effect.withSpan`): `body` runs
- * synchronously in the span's fiber with the span, `userId` and `connId` current (what
- * it reports is logged with them; `autoFields.traceId` reads the span).
+ * Whether an Effect member called in `fiber` makes its span: when the fiber's tracer is
+ * not Effect's default one and tracing is on. Measured on Node 20 (bench/micro/spans.ts),
+ * an `Effect.withSpan` with the default tracer costs several times a whole send, for
+ * spans nobody exports; the caller's own span stays current either way.
+ */
+export const spansIn = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
+  fiber.currentTracer !== effectDefaultTracer() && fiber.getFiberRef(FiberRef.currentTracerEnabled)
+
+/** The `Effect.withSpan` options of an Effect member's span. */
+export const spanOptions = (attributes: Attributes): Tracer.SpanOptions => {
+  const defined: Record<string, unknown> = {}
+  for (const key in attributes) if (attributes[key] !== undefined) defined[key] = attributes[key]
+  return { attributes: defined, captureStackTrace: false }
+}
+
+/**
+ * An Effect member of the service in a span (`Effect.withSpan`, see {@link spansIn}):
+ * `body` runs synchronously in the fiber with the current span (the member's, else the
+ * caller's) and `userId` current (what it reports is logged with them;
+ * `autoFields.traceId` reads the span).
  */
 export const traced = <A, E, R>(
   observe: Observe,
@@ -272,16 +290,13 @@ export const traced = <A, E, R>(
   attributes: Attributes,
   body: (span: Tracer.AnySpan | undefined) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> => {
-  const defined: Record<string, unknown> = {}
-  for (const key in attributes) if (attributes[key] !== undefined) defined[key] = attributes[key]
   const userId = str(attributes[Attr.userId])
-  return Effect.withSpan(
-    Effect.withFiberRuntime<A, E, R>((fiber) => {
-      const span = fiber.currentSpan
-      return observe.within({ span, userId }, () => body(span))
-    }),
-    name,
-    { attributes: defined }
+  const run = (fiber: Fiber.RuntimeFiber<unknown, unknown>) => {
+    const span = fiber.currentSpan
+    return observe.within({ span, userId }, () => body(span))
+  }
+  return Effect.withFiberRuntime<A, E, R>((fiber) =>
+    spansIn(fiber) ? Effect.withSpan(Effect.withFiberRuntime<A, E, R>(run), name, spanOptions(attributes)) : run(fiber)
   )
 }
 

@@ -5,6 +5,7 @@
  * outside reaches the engine: this object is the only way in.
  */
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as Either from "effect/Either"
 import type { InvalidInput, SendError, ShuttingDown, SseKifyError, TransportError } from "../Errors.js"
 import type { Scope as PresenceScope } from "../Presence.js"
@@ -13,7 +14,7 @@ import type { SseKifyService } from "../SseKify.js"
 import type { ConnectionSink, SendOptions } from "./domain.js"
 import type { Engine } from "./engine.js"
 import { observeLatency, queueSnapshot } from "./metrics.js"
-import { Attr, idAttribute, setAttribute, SpanName, traced } from "./observe.js"
+import { Attr, idAttribute, setAttribute, SpanName, spanOptions, spansIn, traced } from "./observe.js"
 import * as Presence from "./presence.js"
 import { eventsOf, type SubscribeOptions, subscribeTo } from "./subscribe.js"
 
@@ -77,23 +78,23 @@ const publish = (
   data: unknown,
   opts: SendOptions | undefined
 ): Effect.Effect<void, SendError | TransportError | ShuttingDown> =>
-  Effect.withSpan(
-    Effect.withFiberRuntime((fiber) =>
-      e.publish(targetType, target, data, opts, {
-        span: fiber.currentSpan,
-        userId: targetType === "user" ? idAttribute(target) : undefined
-      })
-    ),
-    SpanName.publish,
-    {
-      attributes: {
-        [Attr.operation]: operation,
-        [Attr.targetType]: targetType,
-        ...(targetType === "user" && idAttribute(target) !== undefined ? { [Attr.userId]: target } : {}),
-        ...(targetType === "room" && idAttribute(target) !== undefined ? { [Attr.room]: target } : {})
-      }
-    }
-  )
+  Effect.withFiberRuntime((outer) => {
+    const userId = targetType === "user" ? idAttribute(target) : undefined
+    const run = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+      e.publish(targetType, target, data, opts, { span: fiber.currentSpan, userId })
+    return spansIn(outer)
+      ? Effect.withSpan(
+        Effect.withFiberRuntime(run),
+        SpanName.publish,
+        spanOptions({
+          [Attr.operation]: operation,
+          [Attr.targetType]: targetType,
+          [Attr.userId]: userId,
+          [Attr.room]: targetType === "room" ? idAttribute(target) : undefined
+        })
+      )
+      : run(outer)
+  })
 
 /** The service over `e`. */
 export const makeService = (
