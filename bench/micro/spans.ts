@@ -4,20 +4,24 @@
  * another tree's (`--base=<dir>`, e.g. the commit before the change, "base").
  *
  *   git archive <base-commit> src | tar -x -C /tmp/obs-base && ln -s "$PWD/node_modules" /tmp/obs-base/node_modules
- *   node --import tsx bench/micro/spans.ts --base=/tmp/obs-base/src [--runs=5] [--n=200000]
+ *   node --import tsx bench/micro/spans.ts --base=/tmp/obs-base/src [--runs=5] [--n=200000] [--only=bus.receive,...]
  *
  * Scenarios (100 connections on a real node:http server on 127.0.0.1, one per user,
  * clients in this process reading and discarding):
  * - `facade.sendToUser`: N sends, round robin over the 100 users (`SSEKify`, sync path);
- * - `facade.sendToAll`: N / 100 sends to all 100 connections (N frames);
+ * - `facade.sendToAll`: N / 10 sends to all 100 connections (10 N frames);
  * - `bus.receive`: N messages from another instance on the in-process bus, each to one
  *   of the users (the facade on `redis: bus.adapter()`; the receive path is synchronous);
  * - `effect.sendToUser`: N sends through the Effect API (`sse.sendToUser` in one
  *   `Effect.gen` loop, Effect's default tracer: where a span is made per send).
  *
- * Each (scenario, variant, run) is its own process, variants alternating; the time is
- * the send loop plus the flush of the writes (one `setImmediate`), after a warm-up of
- * N / 10. Prints the median of the runs per scenario and variant, and new / base.
+ * Each scenario runs in its own process with both variants loaded side by side (two
+ * module instances), alternating round after round (`--runs`, default 5), twice: base
+ * loaded first, then new loaded first (the variant loaded second can be slower even
+ * against itself: checked with base against base). The time of a round is the send loop
+ * plus the flush of the writes (one `setImmediate`), after a warm-up of N / 10. Prints
+ * the median of the rounds per variant, and new / base as the geometric mean of the two
+ * orders' ratios of medians.
  */
 import { spawnSync } from "node:child_process"
 import * as http from "node:http"
@@ -75,7 +79,8 @@ const startConnections = async (register: (userId: string, res: http.ServerRespo
 
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve))
 
-const worker = async (scenario: string, src: string): Promise<number> => {
+/** One variant of a scenario, set up: its timed loop and its teardown. */
+const setup = async (scenario: string, src: string): Promise<{ loop: (n: number) => void | Promise<void>; stop: () => Promise<unknown> }> => {
   const lib = (await import(pathToFileURL(path.join(src, "index.ts")).href)) as Lib
   const users = Array.from({ length: USERS }, (_, i) => `u${i}`)
   const payload = { text: "hello", n: 1 }
@@ -117,7 +122,7 @@ const worker = async (scenario: string, src: string): Promise<number> => {
     const close = await startConnections((userId, res) => void sse.registerConnection(userId, res))
     loop = scenario === "facade.sendToAll"
       ? (n) => {
-        for (let i = 0; i < n / USERS; i++) sse.sendToAll(payload)
+        for (let i = 0; i < n / 10; i++) sse.sendToAll(payload)
       }
       : (n) => {
         for (let i = 0; i < n; i++) sse.sendToUser(users[i % USERS]!, payload)
@@ -127,15 +132,36 @@ const worker = async (scenario: string, src: string): Promise<number> => {
       await sse.shutdown({ announce: false, graceMs: 0 })
     }
   }
-  await loop(N / 10)
-  await flush()
-  await new Promise((resolve) => setTimeout(resolve, 200))
-  const start = process.hrtime.bigint()
-  await loop(N)
-  await flush()
-  const ms = Number(process.hrtime.bigint() - start) / 1e6
-  await stop()
-  return ms
+  return { loop, stop }
+}
+
+/**
+ * Both variants in one process, alternating (base, new, new, base, ...) round after
+ * round, so that what else runs on the machine weighs on both alike; the time of each
+ * round is its loop plus the flush of its writes.
+ */
+const worker = async (scenario: string, srcs: ReadonlyArray<readonly [string, string]>, rounds: number) => {
+  const variants: Array<{ readonly name: string; loop: (n: number) => void | Promise<void>; stop: () => Promise<unknown> }> = []
+  for (const [name, src] of srcs) variants.push({ name, ...(await setup(scenario, src)) })
+  const times: Record<string, Array<number>> = Object.fromEntries(srcs.map(([name]) => [name, []]))
+  const timed = async (v: (typeof variants)[number]) => {
+    const start = process.hrtime.bigint()
+    await v.loop(N)
+    await flush()
+    return Number(process.hrtime.bigint() - start) / 1e6
+  }
+  for (const v of variants) {
+    await v.loop(N / 10)
+    await flush()
+  }
+  for (let r = 0; r < rounds; r++) {
+    for (const v of r % 2 === 0 ? variants : [...variants].reverse()) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      times[v.name]!.push(await timed(v))
+    }
+  }
+  for (const v of variants) await v.stop()
+  return times
 }
 
 const median = (xs: ReadonlyArray<number>) => {
@@ -144,30 +170,35 @@ const median = (xs: ReadonlyArray<number>) => {
 }
 
 if (args.has("worker")) {
-  const ms = await worker(args.get("scenario")!, args.get("src")!)
-  process.stdout.write(JSON.stringify({ ms }) + "\n")
+  const named = { base: args.get("base")!, new: args.get("new")! }
+  const order = args.get("order") === "new-first" ? (["new", "base"] as const) : (["base", "new"] as const)
+  const times = await worker(args.get("scenario")!, order.map((name) => [name, named[name]] as const), Number(args.get("rounds")))
+  process.stdout.write(JSON.stringify(times) + "\n")
   process.exit(0)
 } else {
   const base = args.get("base")
   if (base === undefined) throw new Error("--base=<dir of the base src> is required")
   const runs = Number(args.get("runs") ?? 5)
   const only = args.get("only")?.split(",")
-  const variants = { base, new: path.join(here, "..", "..", "src") }
-  console.log(`N=${N}, ${USERS} connections, ${runs} runs per scenario and variant (median ms)`)
+  const mine = path.join(here, "..", "..", "src")
+  console.log(`N=${N}, ${USERS} connections per variant; per scenario two processes (base loaded first, new loaded first), ${runs} alternating rounds each`)
   for (const scenario of SCENARIOS.filter((s) => only === undefined || only.includes(s))) {
-    const times: Record<string, Array<number>> = { base: [], new: [] }
-    for (let r = 0; r < runs; r++) {
-      for (const [name, src] of r % 2 === 0 ? Object.entries(variants) : Object.entries(variants).reverse()) {
-        const out = spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--worker", `--scenario=${scenario}`, `--src=${src}`, `--n=${N}`], {
-          encoding: "utf8",
-          timeout: 300_000
-        })
-        if (out.status !== 0) throw new Error(`${scenario} ${name}: exit ${out.status}\n${out.stderr}`)
-        times[name]!.push(JSON.parse(out.stdout.trim().split("\n").at(-1)!).ms)
-      }
+    const ratios: Array<number> = []
+    const all: Record<"base" | "new", Array<number>> = { base: [], new: [] }
+    for (const order of ["base-first", "new-first"]) {
+      const out = spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--worker", `--scenario=${scenario}`, `--base=${base}`, `--new=${mine}`, `--n=${N}`, `--rounds=${runs}`, `--order=${order}`], {
+        encoding: "utf8",
+        timeout: 600_000
+      })
+      if (out.status !== 0) throw new Error(`${scenario}: exit ${out.status}\n${out.stderr}`)
+      const times = JSON.parse(out.stdout.trim().split("\n").at(-1)!) as Record<"base" | "new", Array<number>>
+      ratios.push(median(times.new) / median(times.base))
+      all.base.push(...times.base)
+      all.new.push(...times.new)
     }
-    const b = median(times.base!)
-    const n = median(times.new!)
-    console.log(`${scenario.padEnd(20)} base ${b.toFixed(1).padStart(8)}  new ${n.toFixed(1).padStart(8)}  new/base ${(n / b).toFixed(3)}   (base ${times.base!.map((x) => x.toFixed(0)).join(" ")}; new ${times.new!.map((x) => x.toFixed(0)).join(" ")})`)
+    // the order of loading weighs on a variant (the second is slower in some scenarios even
+    // against itself): the geometric mean of the two orders' ratios cancels it
+    const ratio = Math.sqrt(ratios[0]! * ratios[1]!)
+    console.log(`${scenario.padEnd(20)} median ms base ${median(all.base).toFixed(1).padStart(8)}  new ${median(all.new).toFixed(1).padStart(8)}  new/base ${ratio.toFixed(3)} (base first ${ratios[0]!.toFixed(3)}, new first ${ratios[1]!.toFixed(3)})`)
   }
 }

@@ -287,18 +287,21 @@ export const spanOptions = (attributes: Attributes): Tracer.SpanOptions => {
 export const traced = <A, E, R>(
   observe: Observe,
   name: string,
-  attributes: Attributes,
+  userId: unknown,
+  attributes: () => Attributes,
   body: (span: Tracer.AnySpan | undefined) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E, R> => {
-  const userId = str(attributes[Attr.userId])
-  const run = (fiber: Fiber.RuntimeFiber<unknown, unknown>) => {
+): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime<A, E, R>((fiber) => {
+    if (spansIn(fiber)) {
+      return Effect.withSpan(
+        Effect.withFiberRuntime<A, E, R>((inner) => observe.within({ span: inner.currentSpan, userId: str(userId) }, () => body(inner.currentSpan))),
+        name,
+        spanOptions(attributes())
+      )
+    }
     const span = fiber.currentSpan
-    return observe.within({ span, userId }, () => body(span))
-  }
-  return Effect.withFiberRuntime<A, E, R>((fiber) =>
-    spansIn(fiber) ? Effect.withSpan(Effect.withFiberRuntime<A, E, R>(run), name, spanOptions(attributes)) : run(fiber)
-  )
-}
+    return observe.within({ span, userId: str(userId) }, () => body(span))
+  })
 
 /** Sets an attribute on `span` when it is a span (not an external parent). */
 export const setAttribute = (span: Tracer.AnySpan | undefined, key: string, value: string | number | boolean): void => {

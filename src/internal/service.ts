@@ -44,7 +44,7 @@ const register = <A extends { readonly connId: string }, E extends SseKifyError>
   userId: unknown,
   run: () => Either.Either<A, E>
 ): Effect.Effect<A, E> =>
-  traced(e.events.observe, SpanName.register, { [Attr.userId]: idAttribute(userId) }, (span) => {
+  traced(e.events.observe, SpanName.register, userId, () => ({ [Attr.userId]: idAttribute(userId) }), (span) => {
     const result = run()
     if (Either.isRight(result)) setAttribute(span, Attr.connId, result.right.connId)
     return fromEither(e, result)
@@ -58,12 +58,12 @@ const send = (
   target: unknown,
   run: () => number | SendError
 ): Effect.Effect<number, SendError> =>
-  traced(e.events.observe, SpanName.publish, {
+  traced(e.events.observe, SpanName.publish, targetType === "user" ? target : undefined, () => ({
     [Attr.operation]: operation,
     [Attr.targetType]: targetType,
     [Attr.userId]: targetType === "user" ? idAttribute(target) : undefined,
     [Attr.room]: targetType === "room" ? idAttribute(target) : undefined
-  }, (span) => {
+  }), (span) => {
     const result = run()
     if (typeof result === "number") setAttribute(span, Attr.delivered, result)
     return sendResult(e, result)
@@ -164,7 +164,7 @@ export const makeService = (
     unsafeObserveLatency: (observer) => observeLatency(e.hub.writer, observer),
     endpoint: {
       admit: (userId, opts, check) =>
-        traced(e.events.observe, SpanName.register, { [Attr.userId]: idAttribute(userId), [Attr.operation]: "endpoint" }, (span) =>
+        traced(e.events.observe, SpanName.register, userId, () => ({ [Attr.userId]: idAttribute(userId), [Attr.operation]: "endpoint" }), (span) =>
           Effect.tapError(
             e.registration.admitEndpoint(userId, opts, check),
             // as the platform endpoint always did: a stopped instance is answered, not reported
