@@ -93,10 +93,8 @@ export class Observe {
   /** What the synchronous call running now is about (set by {@link within}). */
   current: Ambient | undefined = undefined
 
-  /** Whether the synchronous paths make spans. */
-  get tracing(): boolean {
-    return this.tracer !== undefined
-  }
+  /** Whether the synchronous paths make spans (a field: read once per message from the bus). */
+  tracing = false
 
   /** Runs `f` with `ambient` current (what it reports and sends is about `ambient`). */
   within<A>(ambient: Ambient | undefined, f: () => A): A {
@@ -224,6 +222,7 @@ export class Observe {
       const enabled = yield* FiberRef.get(FiberRef.currentTracerEnabled)
       this.clock = yield* Effect.clock
       this.tracer = enabled && tracer !== effectDefaultTracer() ? tracer : undefined
+      this.tracing = this.tracer !== undefined
       if (log) this.log = logWith(Runtime.runSync(runtime))
     })
   }

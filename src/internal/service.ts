@@ -6,6 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import type * as Tracer from "effect/Tracer"
 import * as Either from "effect/Either"
 import type { InvalidInput, SendError, ShuttingDown, SseKifyError, TransportError } from "../Errors.js"
 import type { Scope as PresenceScope } from "../Presence.js"
@@ -32,12 +33,6 @@ const fromEither = <A, E>(engine: Engine, either: Either.Either<A, E & SseKifyEr
   return Effect.fail(either.left)
 }
 
-const sendResult = (engine: Engine, result: number | SendError): Effect.Effect<number, SendError> => {
-  if (typeof result === "number") return Effect.succeed(result)
-  engine.report(result)
-  return Effect.fail(result)
-}
-
 /** A registration (`registerConnection`, `connect`) in a `ssekify.register` span. */
 const register = <A extends { readonly connId: string }, E extends SseKifyError>(
   e: Engine,
@@ -50,7 +45,11 @@ const register = <A extends { readonly connId: string }, E extends SseKifyError>
     return fromEither(e, result)
   })
 
-/** A local send in a `ssekify.publish` span, with the number of connections reached. */
+/**
+ * A local send in a `ssekify.publish` span (when the fiber's tracer is not Effect's
+ * default, see `spansIn`), with the number of connections reached. The path without a
+ * span allocates what the send did before spans (measured: bench/micro/spans.ts).
+ */
 const send = (
   e: Engine,
   operation: string,
@@ -58,16 +57,45 @@ const send = (
   target: unknown,
   run: () => number | SendError
 ): Effect.Effect<number, SendError> =>
-  traced(e.events.observe, SpanName.publish, targetType === "user" ? target : undefined, () => ({
-    [Attr.operation]: operation,
-    [Attr.targetType]: targetType,
-    [Attr.userId]: targetType === "user" ? idAttribute(target) : undefined,
-    [Attr.room]: targetType === "room" ? idAttribute(target) : undefined
-  }), (span) => {
+  Effect.withFiberRuntime((fiber) =>
+    spansIn(fiber)
+      ? Effect.withSpan(
+        Effect.withFiberRuntime((inner) => sendIn(e, inner.currentSpan, true, targetType, target, run)),
+        SpanName.publish,
+        spanOptions({
+          [Attr.operation]: operation,
+          [Attr.targetType]: targetType,
+          [Attr.userId]: targetType === "user" ? idAttribute(target) : undefined,
+          [Attr.room]: targetType === "room" ? idAttribute(target) : undefined
+        })
+      )
+      : sendIn(e, fiber.currentSpan, false, targetType, target, run)
+  )
+
+/** The send with the current span and its user current (for `autoFields.traceId` and the logs of what it reports). */
+const sendIn = (
+  e: Engine,
+  span: Tracer.AnySpan | undefined,
+  spanning: boolean,
+  targetType: "user" | "room" | "all",
+  target: unknown,
+  run: () => number | SendError
+): Effect.Effect<number, SendError> => {
+  const observe = e.events.observe
+  const outer = observe.current
+  observe.current = { span, userId: targetType === "user" ? idAttribute(target) : undefined }
+  try {
     const result = run()
-    if (typeof result === "number") setAttribute(span, Attr.delivered, result)
-    return sendResult(e, result)
-  })
+    if (typeof result !== "number") {
+      e.report(result)
+      return Effect.fail(result)
+    }
+    if (spanning) setAttribute(span, Attr.delivered, result)
+    return Effect.succeed(result)
+  } finally {
+    observe.current = outer
+  }
+}
 
 /** A publish (local delivery, then the bus) in a `ssekify.publish` span. */
 const publish = (
