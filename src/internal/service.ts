@@ -57,10 +57,10 @@ const send = (
   target: unknown,
   run: () => number | SendError
 ): Effect.Effect<number, SendError> =>
-  Effect.withFiberRuntime((fiber) =>
+  Effect.withFiberRuntime<number, SendError>((fiber) =>
     spansIn(fiber)
       ? Effect.withSpan(
-        Effect.withFiberRuntime((inner) => sendIn(e, inner.currentSpan, true, targetType, target, run)),
+        Effect.withFiberRuntime<number, SendError>((inner) => sendIn(e, inner.currentSpan, true, targetType, target, run)),
         SpanName.publish,
         spanOptions({
           [Attr.operation]: operation,
@@ -106,13 +106,13 @@ const publish = (
   data: unknown,
   opts: SendOptions | undefined
 ): Effect.Effect<void, SendError | TransportError | ShuttingDown> =>
-  Effect.withFiberRuntime((outer) => {
+  Effect.withFiberRuntime<void, SendError | TransportError | ShuttingDown>((outer) => {
     const userId = targetType === "user" ? idAttribute(target) : undefined
-    const run = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+    const run = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<void, SendError | TransportError | ShuttingDown> =>
       e.publish(targetType, target, data, opts, { span: fiber.currentSpan, userId })
     return spansIn(outer)
       ? Effect.withSpan(
-        Effect.withFiberRuntime(run),
+        Effect.withFiberRuntime<void, SendError | TransportError | ShuttingDown>(run),
         SpanName.publish,
         spanOptions({
           [Attr.operation]: operation,
