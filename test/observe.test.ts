@@ -13,11 +13,12 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, HashMap, Layer, List, Logger, LogLevel, Option, Queue, Tracer } from "effect"
-import { afterEach, it as itVitest } from "vitest"
-import { SSEKify, SseKify, Transport } from "../src/index.js"
+import { afterAll, afterEach, beforeAll, it as itVitest } from "vitest"
+import { RedisTransport, SSEKify, SseKify, Transport } from "../src/index.js"
 import type { Engine } from "../src/internal/engine.js"
 import { EngineKey } from "../src/internal/service.js"
 import { serverWith } from "./support/effectServer.js"
+import { redisAvailable, type RedisServer, startRedis, stopAll } from "./support/redisServer.js"
 import { connect, type RawClient, startServer } from "./support/sse.js"
 
 // ---------------------------------------------------------------------------
@@ -225,6 +226,39 @@ describe("spans of the application's tracer", () => {
       const engine = (sse as unknown as { readonly [EngineKey]: Engine })[EngineKey]
       expect(engine.events.observe.tracing).toBe(false)
     }).pipe(Effect.provide(SseKify.layerTest(quiet)), Effect.withTracerEnabled(false), Effect.provide(t.layer))
+  })
+})
+
+describe.skipIf(!redisAvailable())("the replay span of a lookup in Redis (asynchronous)", () => {
+  let redis: RedisServer
+  beforeAll(async () => {
+    redis = await startRedis()
+  })
+  afterAll(stopAll)
+
+  it.scopedLive("ends when the lookup has written the frames, a child of the registration, with their count", () => {
+    const t = testTracer()
+    const channel = `obs-replay:${process.pid}:${Date.now()}`
+    return Effect.gen(function*() {
+      const sse = yield* SseKify.SseKify
+      yield* sse.ready
+      const first = yield* open("alice")
+      for (const id of ["1", "2", "3"]) yield* sse.publish({ id }, "alice", { id })
+      yield* frames(first.client, 3)
+      first.client.close()
+      const again = yield* open("alice", { "Last-Event-ID": "1" }).pipe(Effect.withSpan("app.reconnect"))
+      expect((yield* frames(again.client, 2)).map((f) => f.id)).toEqual(["2", "3"])
+      const register = t.named("ssekify.register").at(-1)!
+      expect(t.parentOf(register)).toBe(t.one("app.reconnect"))
+      const replay = t.one("ssekify.replay")
+      expect(t.parentOf(replay)).toBe(register)
+      expect(replay.status._tag).toBe("Ended")
+      expect(replay.attributes.get("ssekify.replayed")).toBe(2)
+      expect(replay.attributes.get("ssekify.conn_id")).toBe(again.handle.connId)
+    }).pipe(
+      Effect.provide(SseKify.layer({ ...quiet, channel, replay: "redis" }).pipe(Layer.provide(RedisTransport.layer({ url: redis.url })))),
+      Effect.provide(t.layer)
+    )
   })
 })
 
