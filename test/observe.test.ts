@@ -11,9 +11,13 @@
  *   `connId`; the facade logs nothing (its 'error' event and SsekifyWarning say it);
  * - with Effect's default tracer the synchronous paths make no span.
  */
+import { HttpRouter, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, HashMap, Layer, List, Logger, LogLevel, Option, Queue, Tracer } from "effect"
 import { afterAll, afterEach, beforeAll, it as itVitest } from "vitest"
+import * as http from "node:http"
+import * as HttpSse from "../src/HttpSse.js"
 import { RedisTransport, SSEKify, SseKify, Transport } from "../src/index.js"
 import type { Engine } from "../src/internal/engine.js"
 import { EngineKey } from "../src/internal/service.js"
@@ -226,6 +230,29 @@ describe("spans of the application's tracer", () => {
       const engine = (sse as unknown as { readonly [EngineKey]: Engine })[EngineKey]
       expect(engine.events.observe.tracing).toBe(false)
     }).pipe(Effect.provide(SseKify.layerTest(quiet)), Effect.withTracerEnabled(false), Effect.provide(t.layer))
+  })
+})
+
+describe("the ssekify/platform endpoint", () => {
+  it.scopedLive("admitting a connection is a register span, a child of the HTTP server's span of the request", () => {
+    const t = testTracer()
+    return Effect.gen(function*() {
+      const app = HttpRouter.empty.pipe(HttpRouter.get("/sse", HttpSse.handler()))
+      const context = yield* Layer.build(HttpServer.serve(app).pipe(
+        Layer.provideMerge(SseKify.layerTest(quiet)),
+        Layer.provideMerge(NodeHttpServer.layer(() => http.createServer(), { port: 0, host: "127.0.0.1" }))
+      ))
+      const address = Context.get(context, HttpServer.HttpServer).address
+      if (address._tag !== "TcpAddress") throw new Error("expected a TCP address")
+      const client = yield* Effect.acquireRelease(
+        Effect.promise(() => connect(`http://127.0.0.1:${address.port}/sse?userId=alice`)),
+        (c) => Effect.sync(() => c.close())
+      )
+      expect(client.status).toBe(200)
+      const register = t.one("ssekify.register")
+      expect(Object.fromEntries(register.attributes)).toEqual({ "ssekify.user_id": "alice", "ssekify.operation": "endpoint" })
+      expect(t.parentOf(register)?._tag === "Span" && (t.parentOf(register) as Tracer.Span).name).toMatch(/^http\.server GET/)
+    }).pipe(Effect.provide(t.layer))
   })
 })
 
