@@ -6,7 +6,8 @@
  * run in spans of the layer's tracer, made directly with `Tracer.span` (no Effect run),
  * and only when the application installed a tracer: with Effect's default tracer (and
  * always in the `SSEKify` facade) a span costs one branch. The Effect members of the
- * service use `Effect.withSpan` (see `service.ts`).
+ * service use `Effect.withSpan`, also only when the calling fiber's tracer is not
+ * Effect's default one ({@link spansIn}; see `service.ts`).
  *
  * Nothing here runs an effect unless something is reported.
  */
