@@ -21,7 +21,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import type * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type {
@@ -47,15 +46,18 @@ import {
 } from "./Errors.js"
 import * as internalEnv from "./internal/envConfig.js"
 import * as internal from "./internal/sseKify.js"
+import type { SubscribeOptions, Subscription } from "./internal/subscribe.js"
 import type { ClusterQuery, InstanceQuery, PresenceError } from "./Presence.js"
 import * as ReplayBuffer from "./ReplayBuffer.js"
 import * as Sequencer from "./Sequencer.js"
 import { createMemoryBus, layerMemory, type MemoryBus, Transport } from "./Transport.js"
 
+export type { SubscribeOptions, Subscription } from "./internal/subscribe.js"
 export type {
   Admission,
   AutoField,
   AutoFieldsOptions,
+  TraceIdField,
   ConnectionSink,
   Endpoint,
   FrameIdPolicy,
@@ -154,8 +156,10 @@ export interface SseKifyService {
    * of the current `Scope`: once this effect has completed, every event emitted is in
    * the queue, also one emitted before the consumer first takes (`events` / `eventsOf`
    * subscribe only when the stream starts running, e.g. some time after a
-   * `forkScoped`). The queue is unbounded; it is shut down and the listener removed when
-   * the scope closes. Types not asked for cost nothing (their payload is not built).
+   * `forkScoped`). The queue is unbounded unless `options.capacity` bounds it (then a
+   * new event replaces the oldest waiting one, counted in `dropped`); it is shut down and
+   * the listener removed when the scope closes. Types not asked for cost nothing (their
+   * payload is not built).
    *
    * ```ts
    * const errors = yield* service.subscribe(["error"])
@@ -165,9 +169,10 @@ export interface SseKifyService {
    */
   readonly subscribe: {
     <K extends keyof SseKifyEventMap>(
-      types: ReadonlyArray<K>
-    ): Effect.Effect<Queue.Dequeue<Extract<SseKifyEvent, { readonly type: K }>>, never, Scope.Scope>
-    (): Effect.Effect<Queue.Dequeue<SseKifyEvent>, never, Scope.Scope>
+      types: ReadonlyArray<K>,
+      options?: SubscribeOptions
+    ): Effect.Effect<Subscription<Extract<SseKifyEvent, { readonly type: K }>>, never, Scope.Scope>
+    (types?: undefined, options?: SubscribeOptions): Effect.Effect<Subscription<SseKifyEvent>, never, Scope.Scope>
   }
   /**
    * Turns a Node response into an SSE connection for the lifetime of the current

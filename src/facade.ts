@@ -168,7 +168,7 @@ export class SSEKify extends EventEmitter {
     requireRedisTransport(options)
     // The backends from the options: the bus (and the stores it offers) under the
     // default stores, under the service.
-    const layer = Layer.scoped(SseKify, makeService(options, { unrefTimers: true })).pipe(
+    const layer = Layer.scoped(SseKify, makeService(options, { unrefTimers: true, noLogs: true })).pipe(
       Layer.provide(layerStores(options).pipe(Layer.provideMerge(transportLayer(options?.redis, options?.routing))))
     )
     this.#runtime = ManagedRuntime.make(layer)

@@ -31,6 +31,7 @@ export type { ConnectionHandle, DropPolicy, RegisterOptions } from "./Connection
 export type { RedisLike } from "./Transport.js"
 export type {
   AutoFieldsOptions,
+  TraceIdField,
   FrameIdPolicy,
   Options,
   SendOptions,

@@ -144,6 +144,7 @@ export class Bus {
       if (refused !== undefined) return this.rejectBusMessage(Envelope.invalid(refused, raw))
     }
     this.received++
+    if (this.events.observe.tracing) this.events.observe.annotateEnvelope(env.type, env.target, env.event)
     if (this.events.wants("publish")) {
       // Listeners get the envelope in 0.1.6's shape, without the bus's own fields.
       const { b: _b, c: _c, n: _n, sig: _sig, ...published } = env
@@ -183,6 +184,7 @@ export class Bus {
       if (refused !== undefined) return this.rejectBusMessage(Envelope.invalid(refused, raw))
     }
     this.received++
+    if (this.events.observe.tracing) this.events.observe.annotateEnvelope(m.type, m.target, m.event)
     if (this.events.wants("publish")) {
       // 0.1.6's envelope shape, its data read back from the frame only for the listener
       const published: { -readonly [K in keyof Envelope.Envelope]?: Envelope.Envelope[K] } = { type: m.type }

@@ -16,6 +16,7 @@ import type { InvalidInput, LimitExceeded, ShuttingDown, SseKifyError } from "..
 export type {
   AutoField,
   AutoFieldsOptions,
+  TraceIdField,
   FrameIdPolicy,
   Options,
   SendOptions,

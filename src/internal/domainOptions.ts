@@ -4,6 +4,7 @@
  */
 import type * as Duration from "effect/Duration"
 import type * as Redacted from "effect/Redacted"
+import type * as Tracer from "effect/Tracer"
 import type { ConnectionLimitScope, PresenceOptions } from "../Presence.js"
 import type { RedisKvLike } from "../Sequencer.js"
 
@@ -49,6 +50,24 @@ export interface AutoField<Mode extends string> {
 }
 
 /**
+ * `autoFields.traceId`: as {@link AutoField}, with a getter that receives the current
+ * span, or `'span'`: the current span's trace id. A send from within an Effect (the
+ * service's members, also `publish*`) has the span of its `ssekify.publish` span (a
+ * child of the caller's, same trace id); the facade's synchronous sends have none (the
+ * getter gets `undefined`; with `'span'` the field is left out).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface TraceIdField {
+  /** `'off'`; `'ifMissing'`: add the value when absent. */
+  readonly mode: "off" | "ifMissing"
+  readonly getter?: ((span: Tracer.AnySpan | undefined) => unknown) | "span" | undefined
+  /** Field name. Default `'traceId'`. */
+  readonly fieldName?: string | undefined
+}
+
+/**
  * Fields added to plain-object data that lacks them (on a copy; the caller's object
  * is never changed).
  *
@@ -58,7 +77,7 @@ export interface AutoField<Mode extends string> {
 export interface AutoFieldsOptions {
   /** Send time: ISO 8601 UTC (`'iso'`, default), epoch ms (`'epochMs'`) or none (`false`). */
   readonly timestamp?: "iso" | "epochMs" | false | undefined
-  readonly traceId?: AutoField<"off" | "ifMissing"> | undefined
+  readonly traceId?: TraceIdField | undefined
   readonly requestId?: AutoField<"off" | "ifMissing" | "require"> | undefined
 }
 

@@ -37,6 +37,7 @@ import type {
 } from "./domain.js"
 import { type EventName, Events } from "./events.js"
 import { Hub } from "./hub.js"
+import { type Ambient, Attr } from "./observe.js"
 import { DEFAULTS, graceOf, type Resolved, type ResolvedConnection } from "./options.js"
 import { isNonEmptyString, SendPrep } from "./prepare.js"
 import type { ClusterAdmission } from "./presence.js"
@@ -182,14 +183,28 @@ export class Engine {
     return this.prep.checkUserId(userId)
   }
 
-  /** A message from the bus (see `Bus.receive`). */
+  /** A message from the bus (see `Bus.receive`), in a span once accepted when the layer's tracer is not Effect's default. */
   receive(raw: string): void {
-    this.bus.receive(raw)
+    if (!this.events.observe.tracing) return this.bus.receive(raw)
+    const m = this.hub.metrics
+    const sent = m.sent
+    this.events.observe.receive(
+      { [Attr.instanceId]: this.instanceId },
+      () => this.bus.receive(raw),
+      (span) => span.attribute(Attr.delivered, m.sent - sent)
+    )
   }
 
   /** Routed mode: a message from a per-user or room channel (see `Bus.receiveRouted`). */
   receiveRouted(channel: string, raw: string): void {
-    this.bus.receiveRouted(channel, raw)
+    if (!this.events.observe.tracing) return this.bus.receiveRouted(channel, raw)
+    const m = this.hub.metrics
+    const sent = m.sent
+    this.events.observe.receive(
+      { [Attr.instanceId]: this.instanceId },
+      () => this.bus.receiveRouted(channel, raw),
+      (span) => span.attribute(Attr.delivered, m.sent - sent)
+    )
   }
 
   // ---------------------------------------------------------------------------
@@ -250,9 +265,12 @@ export class Engine {
     type: Envelope.TargetType,
     target: string | undefined,
     data: unknown,
-    opts: SendOptions | undefined
+    opts: SendOptions | undefined,
+    /** The caller's span and user (for `autoFields.traceId` and the reports' logs). */
+    ambient?: Ambient
   ): Effect.Effect<void, SendError | TransportError | ShuttingDown> {
-    return Effect.suspend((): Effect.Effect<void, SendError | TransportError | ShuttingDown> => {
+    const observe = this.events.observe
+    return Effect.suspend(() => observe.within(ambient, (): Effect.Effect<void, SendError | TransportError | ShuttingDown> => {
       if (this.closedForGood) {
         return Effect.fail(new ShuttingDown({ operation: type === "room" ? "publishToRoom" : "publish" }))
       }
@@ -269,7 +287,7 @@ export class Engine {
         else this.delivery.room(target!, e.frame, p.id, order)
         return this.bus.enabled ? this.bus.publish(type, target, p, e, order) : Effect.void
       })
-    }).pipe(Effect.tapError((error) => Effect.sync(() => this.report(error))))
+    })).pipe(Effect.tapError((error) => Effect.sync(() => observe.within(ambient, () => this.report(error)))))
   }
 
   // ---------------------------------------------------------------------------

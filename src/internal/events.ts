@@ -5,6 +5,7 @@
  */
 import { CallbackFailed, type SseKifyError } from "../Errors.js"
 import type { SseKifyEvent, SseKifyEventMap } from "./domain.js"
+import { Observe } from "./observe.js"
 
 export type EventName = keyof SseKifyEventMap
 type Listener = (event: SseKifyEvent) => void
@@ -30,6 +31,8 @@ export const warn = (message: string, code: string): void => {
 export class Events {
   /** `'error'` events reported (`stats().errorCount`). */
   errorCount = 0
+  /** Logs and spans (`observe.ts`): off until the layer installs them. */
+  readonly observe = new Observe()
   private readonly listeners = new Set<{ readonly listener: Listener; readonly wants: ((type: EventName) => boolean) | undefined }>()
   private errorListenerWarned = false
 
@@ -74,9 +77,10 @@ export class Events {
     }
   }
 
-  /** Counts an error and emits it as an `'error'` event. */
+  /** Counts an error, logs it (when the layer installed a logger) and emits it as an `'error'` event. */
   report(error: SseKifyError): void {
     this.errorCount++
+    this.observe.report(error)
     this.emit("error", error)
   }
 }

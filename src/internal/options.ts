@@ -3,6 +3,7 @@
  * option, never a silent default.
  */
 import * as Redacted from "effect/Redacted"
+import type * as Tracer from "effect/Tracer"
 import { InvalidInput } from "../Errors.js"
 import type { AutoFieldsOptions, DropPolicy, FrameIdPolicy, Options, RegisterOptions, SeqOptions } from "./domain.js"
 import type { RedisKvLike } from "../Transport.js"
@@ -40,7 +41,10 @@ type Data = Readonly<Record<string, unknown>>
 
 export interface ResolvedAutoField {
   readonly mode: "off" | "ifMissing" | "require"
-  readonly getter: (() => unknown) | undefined
+  /** Called with the current span (`undefined` outside an Effect). */
+  readonly getter: ((span: Tracer.AnySpan | undefined) => unknown) | undefined
+  /** `traceId.getter: 'span'`: the span's trace id, the field left out without a span. */
+  readonly fromSpan?: boolean
   readonly fieldName: string
 }
 
@@ -159,6 +163,8 @@ export const describe = (value: unknown): string => {
 const defaultSeqKey = (d: Data): unknown => d.requestId || d.streamId
 const defaultFinal = (d: Data): unknown => d.final === true || d.phase === "done" || d.phase === "error"
 
+const spanTraceId = (span: Tracer.AnySpan | undefined): string | undefined => span?.traceId
+
 const autoField = (
   field: string,
   value: AutoFieldsOptions["requestId"] | AutoFieldsOptions["traceId"],
@@ -169,9 +175,15 @@ const autoField = (
   if (typeof value !== "object") return fail(field, `must be an object, got ${describe(value)}`)
   const mode = value.mode ?? "off"
   if (!modes.includes(mode)) return fail(`${field}.mode`, `must be one of ${modes.join(", ")}, got ${describe(mode)}`)
-  const getter = fn<() => unknown>(`${field}.getter`, value.getter)
+  const fromSpan = field === "autoFields.traceId" && value.getter === "span"
+  const getter = fromSpan ? spanTraceId : fn<ResolvedAutoField["getter"]>(`${field}.getter`, value.getter)
   if (mode === "ifMissing" && getter === undefined) return fail(`${field}.getter`, "is required with mode 'ifMissing'")
-  return { mode: mode as ResolvedAutoField["mode"], getter, fieldName: fieldName(`${field}.fieldName`, value.fieldName, fallbackName) }
+  return {
+    mode: mode as ResolvedAutoField["mode"],
+    getter,
+    fromSpan,
+    fieldName: fieldName(`${field}.fieldName`, value.fieldName, fallbackName)
+  }
 }
 
 export const resolve = (options: Options | undefined): Resolved => {

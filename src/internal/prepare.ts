@@ -102,7 +102,11 @@ export class SendPrep {
     const addRequestId = r.mode !== "off" && data[r.fieldName] == null
     if (addRequestId && r.mode === "require") return new RequestIdRequired({ fieldName: r.fieldName })
     const t = o.traceId
-    const addTraceId = t.mode === "ifMissing" && data[t.fieldName] == null
+    let addTraceId = t.mode === "ifMissing" && data[t.fieldName] == null
+    // the current span: of the `ssekify.publish` span of a send from within an Effect
+    const span = addTraceId ? this.events.observe.current?.span : undefined
+    // 'span' without a span (the facade's synchronous sends): the field is left out
+    if (addTraceId && t.fromSpan === true && span === undefined) addTraceId = false
     let current: Record<string, unknown> = data
     if (addTimestamp || addRequestId || addTraceId) {
       // Object.assign, not a spread: measured on Node 20, a spread copy is ~4x slower to
@@ -110,7 +114,7 @@ export class SendPrep {
       current = Object.assign({}, data)
       if (addTimestamp) current.timestamp = o.timestamp === "epochMs" ? now : this.isoOf(now)
       if (addRequestId) current[r.fieldName] = call("autoFields.requestId.getter", r.getter!, undefined)
-      if (addTraceId) current[t.fieldName] = call("autoFields.traceId.getter", t.getter!, undefined)
+      if (addTraceId) current[t.fieldName] = call("autoFields.traceId.getter", t.getter!, span)
     }
     let seqKey: string | undefined
     let seqValue = current[o.seqField]

@@ -4,11 +4,14 @@
  * store while the connection holds its live frames), with the optional gap event.
  */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Tracer from "effect/Tracer"
 import { LastEventIdTooLong } from "../Errors.js"
 import * as Frame from "../Frame.js"
 import type { Lookup, ReplayBufferService } from "../ReplayBuffer.js"
 import type { Conn } from "./conn.js"
 import type { Events } from "./events.js"
+import { type Ambient, Attr, SpanName } from "./observe.js"
 import type { Resolved } from "./options.js"
 import type { Writer } from "./writer.js"
 
@@ -27,17 +30,39 @@ export class Reconnect {
     private readonly fork: (effect: Effect.Effect<void>) => void
   ) {}
 
-  /** Writes what `conn` missed after `lastEventId`, before any live frame. */
+  /**
+   * Writes what `conn` missed after `lastEventId`, before any live frame: in a span
+   * when spans are on (ended when a lookup in a shared store completes), its reports
+   * logged with the connection's user and id.
+   */
   replayTo(conn: Conn, lastEventId: string): void {
+    const observe = this.events.observe
+    const outer = observe.current?.span
+    const span = observe.start(SpanName.replay, {
+      [Attr.userId]: conn.userId,
+      [Attr.connId]: conn.id,
+      [Attr.lastEventIdLength]: lastEventId.length
+    })
+    const ambient = { span: span ?? outer, userId: conn.userId, connId: conn.id }
+    let async = false
+    try {
+      async = observe.within(ambient, () => this.replayIn(conn, lastEventId, span, ambient))
+    } finally {
+      if (span !== undefined && !async) observe.end(span)
+    }
+  }
+
+  /** The replay; true when a lookup runs in the background (it ends `span`). */
+  private replayIn(conn: Conn, lastEventId: string, span: Tracer.Span | undefined, ambient: Ambient): boolean {
     if (lastEventId.length > this.options.maxLastEventIdLength) {
       this.events.report(new LastEventIdTooLong({ length: lastEventId.length, limit: this.options.maxLastEventIdLength }))
       // (routed mode: frames held while the channel was confirmed go out now)
       if (conn.held !== undefined) this.writer.release(conn, [])
-      return
+      return false
     }
     if (!this.replay.enabled || lastEventId.length === 0) {
       if (conn.held !== undefined) this.writer.release(conn, [])
-      return
+      return false
     }
     const gapEvent = this.options.replayGapEvent
     const gap = (reason: string) => Frame.message(JSON.stringify({ lastEventId, reason }), { event: gapEvent! })
@@ -53,6 +78,7 @@ export class Reconnect {
       }
     }
     const apply = (lookup: Lookup) => {
+      span?.attribute(Attr.replayed, lookup._tag === "Found" ? lookup.frames.length : 0)
       if (lookup._tag === "Found") {
         this.replayed += lookup.frames.length
         if (lookup.missed === true) this.replayMisses++
@@ -66,20 +92,27 @@ export class Reconnect {
     const sync = this.replay.lookupSync
     if (sync !== undefined) {
       apply(sync(conn.userId, lastEventId))
-      return
+      return false
     }
     this.writer.hold(conn)
+    const observe = this.events.observe
     this.fork(
       this.replay.lookup(conn.userId, lastEventId).pipe(
         Effect.matchEffect({
           onFailure: (error) =>
             Effect.sync(() => {
-              this.events.report(error)
+              observe.within(ambient, () => this.events.report(error))
               this.writer.release(conn, [])
+              if (span !== undefined) observe.end(span, Exit.fail(error))
             }),
-          onSuccess: (lookup) => Effect.sync(() => apply(lookup))
+          onSuccess: (lookup) =>
+            Effect.sync(() => {
+              observe.within(ambient, () => apply(lookup))
+              if (span !== undefined) observe.end(span)
+            })
         })
       )
     )
+    return true
   }
 }

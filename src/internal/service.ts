@@ -5,18 +5,19 @@
  * outside reaches the engine: this object is the only way in.
  */
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import type * as Tracer from "effect/Tracer"
 import * as Either from "effect/Either"
-import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
-import type { InvalidInput, SendError, SseKifyError, TransportError } from "../Errors.js"
+import type { InvalidInput, SendError, ShuttingDown, SseKifyError, TransportError } from "../Errors.js"
 import type { Scope as PresenceScope } from "../Presence.js"
 import type { ReplayBufferService } from "../ReplayBuffer.js"
 import type { SseKifyService } from "../SseKify.js"
-import type { ConnectionSink, SseKifyEvent } from "./domain.js"
+import type { ConnectionSink, SendOptions } from "./domain.js"
 import type { Engine } from "./engine.js"
 import { observeLatency, queueSnapshot } from "./metrics.js"
+import { Attr, idAttribute, setAttribute, SpanName, spanOptions, spansIn, traced } from "./observe.js"
 import * as Presence from "./presence.js"
+import { eventsOf, type SubscribeOptions, subscribeTo } from "./subscribe.js"
 
 /**
  * The engine behind a service: for `HttpSse` until it registers through the service,
@@ -32,11 +33,96 @@ const fromEither = <A, E>(engine: Engine, either: Either.Either<A, E & SseKifyEr
   return Effect.fail(either.left)
 }
 
-const sendResult = (engine: Engine, result: number | SendError): Effect.Effect<number, SendError> => {
-  if (typeof result === "number") return Effect.succeed(result)
-  engine.report(result)
-  return Effect.fail(result)
+/** A registration (`registerConnection`, `connect`) in a `ssekify.register` span. */
+const register = <A extends { readonly connId: string }, E extends SseKifyError>(
+  e: Engine,
+  userId: unknown,
+  run: () => Either.Either<A, E>
+): Effect.Effect<A, E> =>
+  traced(e.events.observe, SpanName.register, userId, () => ({ [Attr.userId]: idAttribute(userId) }), (span) => {
+    const result = run()
+    if (Either.isRight(result)) setAttribute(span, Attr.connId, result.right.connId)
+    return fromEither(e, result)
+  })
+
+/**
+ * A local send in a `ssekify.publish` span (when the fiber's tracer is not Effect's
+ * default, see `spansIn`), with the number of connections reached. The path without a
+ * span allocates what the send did before spans (measured: bench/micro/spans.ts).
+ */
+const send = (
+  e: Engine,
+  operation: string,
+  targetType: "user" | "room" | "all",
+  target: unknown,
+  run: () => number | SendError
+): Effect.Effect<number, SendError> =>
+  Effect.withFiberRuntime<number, SendError>((fiber) =>
+    spansIn(fiber)
+      ? Effect.withSpan(
+        Effect.withFiberRuntime<number, SendError>((inner) => sendIn(e, inner.currentSpan, true, targetType, target, run)),
+        SpanName.publish,
+        spanOptions({
+          [Attr.operation]: operation,
+          [Attr.targetType]: targetType,
+          [Attr.userId]: targetType === "user" ? idAttribute(target) : undefined,
+          [Attr.room]: targetType === "room" ? idAttribute(target) : undefined
+        })
+      )
+      : sendIn(e, fiber.currentSpan, false, targetType, target, run)
+  )
+
+/** The send with the current span and its user current (for `autoFields.traceId` and the logs of what it reports). */
+const sendIn = (
+  e: Engine,
+  span: Tracer.AnySpan | undefined,
+  spanning: boolean,
+  targetType: "user" | "room" | "all",
+  target: unknown,
+  run: () => number | SendError
+): Effect.Effect<number, SendError> => {
+  const observe = e.events.observe
+  const outer = observe.current
+  observe.current = { span, userId: targetType === "user" ? idAttribute(target) : undefined }
+  try {
+    const result = run()
+    if (typeof result !== "number") {
+      e.report(result)
+      return Effect.fail(result)
+    }
+    if (spanning) setAttribute(span, Attr.delivered, result)
+    return Effect.succeed(result)
+  } finally {
+    observe.current = outer
+  }
 }
+
+/** A publish (local delivery, then the bus) in a `ssekify.publish` span. */
+const publish = (
+  e: Engine,
+  operation: string,
+  targetType: "user" | "room" | "all",
+  target: string | undefined,
+  data: unknown,
+  opts: SendOptions | undefined
+): Effect.Effect<void, SendError | TransportError | ShuttingDown> =>
+  Effect.withFiberRuntime<void, SendError | TransportError | ShuttingDown>((outer) => {
+    const userId = targetType === "user" ? idAttribute(target) : undefined
+    const run = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<void, SendError | TransportError | ShuttingDown> =>
+      e.publish(targetType, target, data, opts, { span: fiber.currentSpan, userId })
+    return spansIn(outer)
+      ? Effect.withSpan(
+        Effect.withFiberRuntime<void, SendError | TransportError | ShuttingDown>(run),
+        SpanName.publish,
+        spanOptions({
+          [Attr.operation]: operation,
+          [Attr.targetType]: targetType,
+          [Attr.userId]: userId,
+          [Attr.room]: targetType === "room" ? idAttribute(target) : undefined
+        })
+      )
+      : run(outer)
+  })
 
 /** The service over `e`. */
 export const makeService = (
@@ -48,14 +134,17 @@ export const makeService = (
   const service: SseKifyService & { readonly [EngineKey]: Engine } = {
     [EngineKey]: e,
     instanceId: e.instanceId,
-    registerConnection: (userId, res, opts) => Effect.suspend(() => fromEither(e, e.register(userId, res, opts))),
-    sendToUser: (userId, data, opts) => Effect.suspend(() => sendResult(e, e.sendToUser(userId, data, opts))),
-    sendToAll: (data, opts) => Effect.suspend(() => sendResult(e, e.sendToAll(data, opts))),
-    sendToRoom: (room, data, opts) => Effect.suspend(() => sendResult(e, e.sendToRoom(room, data, opts))),
+    registerConnection: (userId, res, opts) => register(e, userId, () => e.register(userId, res, opts)),
+    sendToUser: (userId, data, opts) =>
+      send(e, "sendToUser", "user", userId, () => e.sendToUser(userId, data, opts)),
+    sendToAll: (data, opts) => send(e, "sendToAll", "all", undefined, () => e.sendToAll(data, opts)),
+    sendToRoom: (room, data, opts) => send(e, "sendToRoom", "room", room, () => e.sendToRoom(room, data, opts)),
     // Only an omitted user id means everyone: '' / null are refused by the engine.
     publish: (data, userId, opts) =>
-      userId === undefined ? e.publish("all", undefined, data, opts) : e.publish("user", userId, data, opts),
-    publishToRoom: (room, data, opts) => e.publish("room", room, data, opts),
+      userId === undefined
+        ? publish(e, "publish", "all", undefined, data, opts)
+        : publish(e, "publish", "user", userId, data, opts),
+    publishToRoom: (room, data, opts) => publish(e, "publishToRoom", "room", room, data, opts),
     close: (userId) =>
       Effect.suspend(() => {
         const bad = e.close(userId)
@@ -86,11 +175,11 @@ export const makeService = (
     ready,
     events: eventsOf(e, undefined),
     eventsOf: (types) => eventsOf(e, new Set(types)),
-    subscribe: ((types?: ReadonlyArray<string>) =>
-      subscribeTo(e, types === undefined ? undefined : new Set(types))) as SseKifyService["subscribe"],
+    subscribe: ((types?: ReadonlyArray<string>, options?: SubscribeOptions) =>
+      subscribeTo(e, types === undefined ? undefined : new Set(types), options)) as SseKifyService["subscribe"],
     connect: (userId, res, opts) =>
       Effect.acquireRelease(
-        Effect.suspend(() => fromEither(e, e.register(userId, res, opts))),
+        register(e, userId, () => e.register(userId, res, opts)),
         (handle) => Effect.sync(handle.close)
       ),
     unsafeRegisterConnection: (userId, res, opts) => e.register(userId, res, opts),
@@ -103,11 +192,15 @@ export const makeService = (
     unsafeObserveLatency: (observer) => observeLatency(e.hub.writer, observer),
     endpoint: {
       admit: (userId, opts, check) =>
-        Effect.tapError(
-          e.registration.admitEndpoint(userId, opts, check),
-          // as the platform endpoint always did: a stopped instance is answered, not reported
-          (error) => error._tag === "ShuttingDown" ? Effect.void : Effect.sync(() => e.report(error))
-        ),
+        traced(e.events.observe, SpanName.register, userId, () => ({ [Attr.userId]: idAttribute(userId), [Attr.operation]: "endpoint" }), (span) =>
+          Effect.tapError(
+            e.registration.admitEndpoint(userId, opts, check),
+            // as the platform endpoint always did: a stopped instance is answered, not reported
+            (error) =>
+              error._tag === "ShuttingDown"
+                ? Effect.void
+                : Effect.sync(() => e.events.observe.within({ span, userId: idAttribute(userId) }, () => e.report(error)))
+          )),
       accepting: () => e.accepting,
       shuttingDown: () => e.shutdownStarted,
       layerShutdown: Effect.suspend(() => (e.closedForGood ? Effect.void : e.shutdown(e.layerShutdown))),
@@ -117,29 +210,6 @@ export const makeService = (
   }
   return service
 }
-
-/**
- * A subscription for the current scope: an unbounded queue whose listener is registered
- * synchronously when the subscription is acquired, so every event emitted afterwards is
- * in it; events of other types are not built for it. Released with the scope.
- */
-const subscribeTo = <E extends SseKifyEvent>(
-  engine: Engine,
-  types: ReadonlySet<string> | undefined
-): Effect.Effect<Queue.Dequeue<E>, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.map(Queue.unbounded<E>(), (queue) => {
-      const unsubscribe = engine.subscribe(
-        (event) => void queue.unsafeOffer(event as E),
-        types === undefined ? undefined : (type) => types.has(type)
-      )
-      return { queue, unsubscribe }
-    }),
-    ({ queue, unsubscribe }) => Effect.zipRight(Effect.sync(unsubscribe), Queue.shutdown(queue))
-  ).pipe(Effect.map(({ queue }) => queue))
-
-const eventsOf = <E extends SseKifyEvent>(engine: Engine, types: ReadonlySet<string> | undefined): Stream.Stream<E> =>
-  Stream.unwrapScoped(Effect.map(subscribeTo<E>(engine, types), (queue) => Stream.fromQueue(queue)))
 
 function* sinksOf(conns: Iterable<{ readonly res: ConnectionSink }>): Iterable<ConnectionSink> {
   for (const conn of conns) yield conn.res

@@ -28,6 +28,8 @@ import { makeService } from "./service.js"
 export interface Internal {
   /** Background timers do not keep the process alive (the facade). */
   readonly unrefTimers?: boolean
+  /** Reported errors are not logged (the facade: its 'error' event and `SsekifyWarning` say it). */
+  readonly noLogs?: boolean
 }
 
 // Only an option the checks refused is an InvalidInput; anything else thrown while
@@ -95,6 +97,7 @@ export const make = (
       forkNow: (effect) => void runFork(effect, { immediate: true })
     })
     const e = engine
+    yield* e.events.observe.install(internal?.noLogs !== true)
     if (sequencer.subscribeErrors !== undefined) yield* sequencer.subscribeErrors((warning) => e.report(warning))
     if (replay.subscribeErrors !== undefined) yield* replay.subscribeErrors((error) => e.report(error))
     // Before the shutdown finalizer below, so it is released after the connections closed.
