@@ -16,7 +16,7 @@
  * is `total_net_output_bytes` of the node(s).
  */
 import type { ForeignReport } from "./lib/cpuwatch.js"
-import { foreign, snapshot } from "./lib/cpuwatch.js"
+import { foreign, readBytes, snapshot } from "./lib/cpuwatch.js"
 import { arrayLength, haveRedisCli, haveRedisServer, netOutputBytes, numsub, startRedis, startRedisCluster } from "./lib/redis.js"
 import { hrMs, pickUser, sleep } from "./lib/stats.js"
 import {
@@ -71,8 +71,10 @@ const busMetrics: ReadonlyArray<MetricDef> = [
   { key: "rateVsLocal", label: "rate vs local", unit: "ratio", better: "info" },
   { key: "receivedPerInstance", label: "recv/inst", unit: "count", better: "info" },
   { key: "receivedShare", label: "recv/inst ÷ msgs", unit: "ratio", better: "info" },
+  { key: "readBytesPerInstancePerMsg", label: "read B/inst/msg", unit: "count", better: "info" },
   { key: "redisOutBytesPerMsg", label: "redis out B/msg", unit: "count", better: "info" },
   { key: "routedVsChannel", label: "recv routed ÷ channel", unit: "ratio", better: "info" },
+  { key: "readRoutedVsChannel", label: "read routed ÷ channel", unit: "ratio", better: "info" },
   { key: "publisherCpuUsPerMsg", label: "pub cpu µs/msg", unit: "us", better: "info" },
   CLI_CPU
 ]
@@ -282,22 +284,26 @@ async function onBus(ctx: Ctx, system: string, repeat: number, id: string, bus: 
     }
     debug(`${id}: ${instances} instances and the publisher started`, t0)
     for (let k = 0; k < instances; k++) await openOn(ctx.clients, servers[k] as ServerHandle, k * usersPerInstance, usersPerInstance)
-    // the publisher (an instance of the library too) also subscribes to the shared channel
-    await waitSubscribed(ports, channel, instances + 1, users, mode === "routed")
+    await waitSubscribed(ports, channel, instances, users, mode === "routed")
     debug(`${id}: connections open and subscribed`, t0)
     const o = { window, users, payloadBytes: ctx.p.payloadBytes, via: "bus" as const }
     await usersWindowed(ctx.clients, pub, servers, { ...o, start: 0, messages: ctx.p.warmup })
     debug(`${id}: warm`, t0)
+    const read0 = servers.map((s) => readBytes(s.pid))
     const recv0 = await Promise.all(servers.map(async (s) => (await s.rpc.call("stats", null)).system["received"] ?? Number.NaN))
     const out0 = await redisOut(ports)
     const r = await usersWindowed(ctx.clients, pub, servers, { ...o, start: ctx.p.warmup, messages })
     const out1 = await redisOut(ports)
+    const read = servers.map((s, k) => readBytes(s.pid) - (read0[k] as number))
     const recv = (await Promise.all(servers.map(async (s) => (await s.rpc.call("stats", null)).system["received"] ?? Number.NaN))).map(
       (v, k) => v - (recv0[k] as number)
     )
     const mean = recv.reduce((a, b) => a + b, 0) / recv.length
     debug(`${id}: measured`, t0)
-    const notes = [`bus messages received per instance (stats().received): ${recv.join(" / ")} of ${messages} published`]
+    const notes = [
+      `bus messages received per instance (stats().received): ${recv.join(" / ")} of ${messages} published`,
+      `bytes read per instance (/proc/<pid>/io rchar, the bus and the driver's few commands): ${read.join(" / ")}`
+    ]
     return {
       caseId: id,
       metrics: {
@@ -305,6 +311,7 @@ async function onBus(ctx: Ctx, system: string, repeat: number, id: string, bus: 
         receivedPerInstance: mean,
         receivedMax: Math.max(...recv),
         receivedShare: mean / messages,
+        readBytesPerInstancePerMsg: read.reduce((a, b) => a + b, 0) / read.length / messages,
         redisOutBytesPerMsg: (out1 - out0) / messages
       },
       foreign: r.foreign,
@@ -333,7 +340,9 @@ const summaryCols: ReadonlyArray<MetricDef> = [
   { key: "rateVsLocal", label: "rate vs local", unit: "ratio", better: "info" },
   { key: "receivedPerInstance", label: "recv/inst", unit: "count", better: "info" },
   { key: "receivedShare", label: "recv ÷ msgs", unit: "ratio", better: "info" },
-  { key: "routedVsChannel", label: "recv routed ÷ channel", unit: "ratio", better: "info" }
+  { key: "routedVsChannel", label: "recv routed ÷ channel", unit: "ratio", better: "info" },
+  { key: "readBytesPerInstancePerMsg", label: "read B/inst/msg", unit: "count", better: "info" },
+  { key: "readRoutedVsChannel", label: "read routed ÷ channel", unit: "ratio", better: "info" }
 ]
 
 /** Both modes side by side, per system: one row per case, the medians, "n/a" and why when a case could not run. */
@@ -400,6 +409,7 @@ export const H: Scenario = {
         const single = byId.get(c.bus === "redis" ? "H.channel" : "H.cluster.channel")
         if (c.mode === "routed" && single?.unavailable === undefined && single !== undefined) {
           m["routedVsChannel"] = (m["receivedPerInstance"] as number) / (single.metrics["receivedPerInstance"] as number)
+          m["readRoutedVsChannel"] = (m["readBytesPerInstancePerMsg"] as number) / (single.metrics["readBytesPerInstancePerMsg"] as number)
         }
       }
       byId.set(c.id, r)

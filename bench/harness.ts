@@ -159,6 +159,8 @@ export interface ServerHandle {
   readonly port: number
   /** the system's bus routes per user (`SystemInstance.routed`) */
   readonly routed: boolean
+  /** the server's process id */
+  readonly pid: number
   close(): Promise<void>
 }
 
@@ -188,6 +190,7 @@ export async function startServer(
       child,
       port,
       routed,
+      pid,
       close: async () => {
         if (rpc.alive) await rpc.call("shutdown", null, 8000).catch(() => undefined)
         await stop(child)

@@ -5,7 +5,7 @@
  *   npm run bench:quick                # small version of every scenario, 1 repeat (< 1 min)
  *   node --import tsx bench/run.ts --only=A,B --systems=raw,ssekify --repeats=5
  *
- * Options: --quick, --only=<letters>, --systems=<names>, --repeats=<n>,
+ * Options: --quick, --only=<letters or names, e.g. H or fleet>, --systems=<names>, --repeats=<n>,
  *          --out=<file.json>, --recent-buffer=<n> (ssekify recentBufferSize; default: the library's),
  *          --same-bytes (ssekify without its default `timestamp` auto field: every system
  *          sends the same frames),

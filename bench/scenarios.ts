@@ -1,5 +1,5 @@
 /**
- * Scenarios A–G of issue 6. Each scenario declares its cases (what it reports)
+ * Scenarios A–G of issue 6 (H, the fleet of issue 16, is in ./fleet.ts). Each scenario declares its cases (what it reports)
  * and runs one repeat for one system, returning one result per case.
  */
 import type { ForeignReport } from "./lib/cpuwatch.js"
