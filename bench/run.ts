@@ -282,6 +282,14 @@ async function main(): Promise<number> {
     for (const sc of scenarios) {
       const cases = sc.cases(p)
       const scStart = Date.now()
+      const mine = active.filter((s) => sc.appliesTo?.(defs[s] as SystemDef) ?? true)
+      if (mine.length === 0) {
+        const w = `scenario ${sc.letter} SKIPPED: it runs for none of the systems ${active.join(", ")}`
+        skipped[sc.letter] = w
+        warnings.push(w)
+        log(`bench: ${w}`)
+        continue
+      }
       await sc.before?.(ctx)
       try {
         const why = sc.unavailable?.(ctx)
@@ -290,14 +298,6 @@ async function main(): Promise<number> {
           const w = `scenario ${sc.letter} SKIPPED: ${why}`
           warnings.push(w)
           log(`bench: ${"!".repeat(8)} ${w}`)
-          continue
-        }
-        const mine = active.filter((s) => sc.appliesTo?.(defs[s] as SystemDef) ?? true)
-        if (mine.length === 0) {
-          const w = `scenario ${sc.letter} SKIPPED: it runs for none of the systems ${active.join(", ")}`
-          skipped[sc.letter] = w
-          warnings.push(w)
-          log(`bench: ${w}`)
           continue
         }
         caseDefs.push(...cases)
