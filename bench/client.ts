@@ -22,6 +22,8 @@ let totalBytes = 0
 let badHeads = 0
 
 let armed = false
+/** armed on the total over all connections (`armTotal`) rather than per connection (`arm`) */
+let armedTotal = false
 let armedTarget = 0
 let below = 0
 let reachedAt = -1
@@ -31,6 +33,7 @@ let conns: Conn[] = []
 
 function reached(): void {
   armed = false
+  armedTotal = false
   reachedAt = now > 0 ? now : hrMs()
   const w = waiter
   waiter = undefined
@@ -77,7 +80,12 @@ class Conn extends SseResponseParser {
     this.count++
     totalFrames++
     if (!Number.isNaN(t)) hist.record(now - t)
-    if (armed && this.count === armedTarget && !this.stalled) {
+    if (armedTotal) {
+      if (totalFrames === armedTarget) {
+        below = 0
+        reached()
+      }
+    } else if (armed && this.count === armedTarget && !this.stalled) {
       below--
       if (below === 0) reached()
     }
@@ -96,7 +104,7 @@ class Conn extends SseResponseParser {
     }
     if (this.closed) return
     this.closed = true
-    if (armed && !this.stalled && this.count < armedTarget) {
+    if (armed && !armedTotal && !this.stalled && this.count < armedTarget) {
       now = hrMs()
       below--
       if (below === 0) reached()
@@ -182,6 +190,7 @@ const api: Handlers<ClientApi> = {
     totalFrames = 0
     totalBytes = 0
     armed = false
+    armedTotal = false
     for (const c of conns) c.count = 0
     return { ok: true }
   },
@@ -198,7 +207,20 @@ const api: Handlers<ClientApi> = {
     return { stalled }
   },
 
+  armTotal({ total }) {
+    armedTarget = total
+    armedTotal = true
+    below = Math.max(0, total - totalFrames)
+    armed = below > 0
+    if (!armed) {
+      armedTotal = false
+      reachedAt = hrMs()
+    }
+    return { below }
+  },
+
   arm({ target }) {
+    armedTotal = false
     armedTarget = target
     below = 0
     for (const c of conns) if (c.open && !c.closed && !c.stalled && c.count < target) below++
@@ -212,7 +234,7 @@ const api: Handlers<ClientApi> = {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         waiter = undefined
-        resolve({ reachedAt: -1, below })
+        resolve({ reachedAt: -1, below: armedTotal ? Math.max(0, armedTarget - totalFrames) : below })
       }, timeoutMs)
       waiter = () => {
         clearTimeout(timer)
@@ -257,6 +279,7 @@ const api: Handlers<ClientApi> = {
     const all = conns
     conns = []
     armed = false
+    armedTotal = false
     let pending = 0
     await new Promise<void>((resolve) => {
       for (const c of all) {

@@ -6,7 +6,7 @@ import type { ChildProcess } from "node:child_process"
 import * as path from "node:path"
 import type { ClientApi, ConnSummary, CpuUsage, SendMode, SendResult, ServerApi } from "./protocol.js"
 import { foreign, snapshot, type ForeignReport } from "./lib/cpuwatch.js"
-import { BENCH_DIR, spawnNode, stop } from "./lib/procs.js"
+import { BENCH_DIR, pinPid, spawnNode, stop } from "./lib/procs.js"
 import { Rpc } from "./lib/rpc.js"
 import { Histogram, hrMs, sleep } from "./lib/stats.js"
 import type { SystemConfig } from "./systems/types.js"
@@ -36,9 +36,9 @@ export const TSX_ENTRY: ChildEntry = {
 
 export type Metrics = Record<string, number>
 
-const cpuMs = (c: CpuUsage): number => (c.user + c.system) / 1000
+export const cpuMs = (c: CpuUsage): number => (c.user + c.system) / 1000
 
-function sumCpu(cs: ReadonlyArray<CpuUsage>): number {
+export function sumCpu(cs: ReadonlyArray<CpuUsage>): number {
   return cs.reduce((s, c) => s + cpuMs(c), 0)
 }
 
@@ -108,6 +108,16 @@ export class ClientPool {
     return Promise.all(this.active.map((c) => c.call(cmd, args, timeoutMs)))
   }
 
+  /** `cmd` to each client process holding connections, with its own arguments (`argsOf(process index)`). */
+  async each<K extends keyof ClientApi & string>(
+    cmd: K,
+    argsOf: (proc: number) => Parameters<ClientApi[K]>[0],
+    timeoutMs = 60_000
+  ): Promise<Array<Awaited<ReturnType<ClientApi[K]>>>> {
+    const js = [...this.used].sort((a, b) => a - b)
+    return Promise.all(js.map((j) => (this.procs[j] as { rpc: Rpc<ClientApi> }).rpc.call(cmd, argsOf(j), timeoutMs)))
+  }
+
   async closeAll(): Promise<void> {
     if (this.used.size === 0) return
     await this.all("closeAll", null, 20_000)
@@ -147,27 +157,40 @@ export interface ServerHandle {
   readonly rpc: Rpc<ServerApi>
   readonly child: ChildProcess
   readonly port: number
+  /** the system's bus routes per user (`SystemInstance.routed`) */
+  readonly routed: boolean
+  /** the server's process id */
+  readonly pid: number
   close(): Promise<void>
 }
 
+/**
+ * A server process running `system`, pinned to `core`. With `pinAfterInit`, it loads
+ * on any core and is pinned once initialised: several servers that start together on
+ * one core would otherwise load their modules one after the other.
+ */
 export async function startServer(
   entry: ChildEntry,
   system: string,
   cfg: SystemConfig,
-  core: number | undefined
+  core: number | undefined,
+  pinAfterInit = false
 ): Promise<ServerHandle> {
   const child = spawnNode(entry.server, entry.nodeArgs(["--expose-gc", "--max-old-space-size=4096", ...entry.serverArgs]), {
-    core,
+    core: pinAfterInit ? undefined : core,
     name: `server:${system}`
   })
   const rpc = new Rpc<ServerApi>(`server:${system}`, child)
   try {
-    const { port, pid } = await rpc.call("init", { system, cfg, backlog: 4096, preload: entry.preload }, 60_000)
+    const { port, pid, routed } = await rpc.call("init", { system, cfg, backlog: 4096, preload: entry.preload }, 60_000)
+    if (pinAfterInit && core !== undefined && !pinPid(pid, core)) throw new Error(`could not pin server ${pid} to core ${core}`)
     if (entry.serverArgs.length > 0) process.stderr.write(`    server ${system} pid ${pid}\n`)
     return {
       rpc,
       child,
       port,
+      routed,
+      pid,
       close: async () => {
         if (rpc.alive) await rpc.call("shutdown", null, 8000).catch(() => undefined)
         await stop(child)
@@ -224,7 +247,7 @@ export interface Measured {
   readonly notes: string[]
 }
 
-function utilPct(ms: number, wallMs: number): number {
+export function utilPct(ms: number, wallMs: number): number {
   return wallMs > 0 ? Math.round((ms / wallMs) * 1000) / 10 : 0
 }
 

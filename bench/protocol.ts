@@ -35,7 +35,12 @@ export type SendMode = "all" | "room" | "users"
 
 export type ServerApi = {
   /** `preload`: every system of the run (see SystemDef.preload) */
-  init(a: { system: string; cfg: SystemConfig; backlog: number; preload: ReadonlyArray<string> }): { port: number; pid: number }
+  init(a: { system: string; cfg: SystemConfig; backlog: number; preload: ReadonlyArray<string> }): {
+    port: number
+    pid: number
+    /** the system's bus routes per user (`SystemInstance.routed`) */
+    routed: boolean
+  }
   live(a: null): { live: number }
   mem(a: { gc: boolean }): MemInfo
   cpu(a: null): CpuUsage
@@ -60,6 +65,12 @@ export type ServerApi = {
   sendWindow(a: { from: number; count: number; payloadBytes: number }): SendResult
   /** cross-instance publishes, all issued then awaited (scenario E, publisher) */
   publishWindow(a: { from: number; count: number; payloadBytes: number }): SendResult
+  /**
+   * Messages n = from .. from+count-1, each to user `u<pickUser(n, users)>` (scenario H):
+   * `local` = `sendToUserDirect` here (the instance holds every user), `bus` = `publishToUser`
+   * (all issued, then awaited).
+   */
+  usersWindow(a: { from: number; count: number; payloadBytes: number; users: number; via: "local" | "bus" }): SendResult
   /** the system's numeric stats, 'error' events by kind, and drop events (count, frames) */
   stats(a: null): {
     system: Record<string, number>
@@ -103,6 +114,8 @@ export type ClientApi = {
   stall(a: { every: number }): { stalled: number }
   /** arm a watermark: `wait` resolves when every non-stalled open connection has `target` frames */
   arm(a: { target: number }): { below: number }
+  /** arm a total: `wait` resolves when the frames over all connections since the last reset reach `total` */
+  armTotal(a: { total: number }): { below: number }
   wait(a: { timeoutMs: number }): { reachedAt: number; below: number }
   summary(a: null): ConnSummary
   closeAll(a: null): { closed: number }

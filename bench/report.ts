@@ -12,6 +12,8 @@ export interface RunRecord {
   readonly foreign: ForeignReport | undefined
   readonly notes: ReadonlyArray<string>
   readonly error?: string
+  /** the case could not be measured here, and why (not an error) */
+  readonly unavailable?: string
 }
 
 export interface SystemCaseResult {
@@ -23,6 +25,8 @@ export interface SystemCaseResult {
   readonly errors: ReadonlyArray<string>
   /** repeats during which a foreign process used noticeable CPU */
   readonly noisyRuns: number
+  /** set when no repeat could measure the case here: why */
+  readonly unavailable?: string
 }
 
 export interface CaseReport {
@@ -38,11 +42,11 @@ export function aggregate(
   const out: Record<string, CaseReport> = {}
   for (const def of defs) {
     const results: Record<string, SystemCaseResult> = {}
-    const rawRuns = runs.filter((r) => r.caseId === def.id && r.system === "raw" && r.error === undefined)
+    const rawRuns = runs.filter((r) => r.caseId === def.id && r.system === "raw" && r.error === undefined && r.unavailable === undefined)
     for (const system of systems) {
       const mine = runs.filter((r) => r.caseId === def.id && r.system === system)
       if (mine.length === 0) continue
-      const ok = mine.filter((r) => r.error === undefined)
+      const ok = mine.filter((r) => r.error === undefined && r.unavailable === undefined)
       const keys = new Set(ok.flatMap((r) => Object.keys(r.metrics)))
       const med: Metrics = {}
       for (const key of keys) med[key] = median(ok.map((r) => r.metrics[key] ?? Number.NaN))
@@ -63,7 +67,10 @@ export function aggregate(
         median: med,
         ratioVsRaw: ratio,
         errors: mine.flatMap((r) => (r.error === undefined ? [] : [`#${r.repeat}: ${r.error}`])),
-        noisyRuns: ok.filter((r) => r.foreign?.flagged === true).length
+        noisyRuns: ok.filter((r) => r.foreign?.flagged === true).length,
+        ...(ok.length === 0 && mine.some((r) => r.unavailable !== undefined)
+          ? { unavailable: mine.find((r) => r.unavailable !== undefined)?.unavailable as string }
+          : {})
       }
     }
     out[def.id] = { def, results }
@@ -111,6 +118,10 @@ export function table(reports: Record<string, CaseReport>, systems: ReadonlyArra
       const r = results[sys]
       if (r === undefined) continue
       const name = sys + (r.noisyRuns > 0 ? ` (!${r.noisyRuns})` : "")
+      if (r.unavailable !== undefined) {
+        rows.push([name, `n/a: ${r.unavailable}`])
+        continue
+      }
       if (Object.keys(r.median).length === 0) {
         rows.push([name, `failed: ${(r.errors[0] ?? "no result").split("\n")[0]?.slice(0, 100) ?? ""}`])
         continue

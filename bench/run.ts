@@ -5,7 +5,7 @@
  *   npm run bench:quick                # small version of every scenario, 1 repeat (< 1 min)
  *   node --import tsx bench/run.ts --only=A,B --systems=raw,ssekify --repeats=5
  *
- * Options: --quick, --only=<letters>, --systems=<names>, --repeats=<n>,
+ * Options: --quick, --only=<letters or names, e.g. H or fleet>, --systems=<names>, --repeats=<n>,
  *          --out=<file.json>, --recent-buffer=<n> (ssekify recentBufferSize; default: the library's),
  *          --same-bytes (ssekify without its default `timestamp` auto field: every system
  *          sends the same frames),
@@ -182,7 +182,9 @@ function maxConnections(p: Params, letters: ReadonlyArray<string>): number {
     D: Math.max(...p.D.sizes),
     E: p.E.conns,
     F: Math.max(p.F.conns, p.F.big.conns),
-    G: p.G.conns
+    G: p.G.conns,
+    // H.local: every user of the fleet on one instance
+    H: p.H.instances * p.H.usersPerInstance
   }
   return Math.max(1, ...letters.map((l) => per[l] ?? 0))
 }
@@ -204,12 +206,14 @@ async function main(): Promise<number> {
   const base = args.quick ? QUICK : FULL
   const p: Params = { ...base, repeats: args.repeats ?? base.repeats }
 
-  const scenarios = SCENARIOS.filter((s) => args.only === undefined || args.only.includes(s.letter))
+  const scenarios = SCENARIOS.filter(
+    (s) => args.only === undefined || args.only.includes(s.letter) || args.only.includes(s.title.toUpperCase())
+  )
   if (scenarios.length === 0) throw new Error(`--only matches no scenario (have ${SCENARIOS.map((s) => s.letter).join(",")})`)
 
   // systems
   const requested = args.systems ?? [...SYSTEM_NAMES]
-  const systemInfo: Record<string, { available: boolean; description: string; reason?: string }> = {}
+  const systemInfo: Record<string, { available: boolean; description: string; routing: boolean; reason?: string }> = {}
   const active: string[] = []
   const defs: Record<string, SystemDef> = {}
   for (const name of requested) {
@@ -218,9 +222,9 @@ async function main(): Promise<number> {
     const av = await def.available()
     if (av.ok) {
       active.push(name)
-      systemInfo[name] = { available: true, description: def.description }
+      systemInfo[name] = { available: true, description: def.description, routing: def.routing === true }
     } else {
-      systemInfo[name] = { available: false, description: def.description, reason: av.reason }
+      systemInfo[name] = { available: false, description: def.description, routing: def.routing === true, reason: av.reason }
       const w = `system ${name} skipped: ${av.reason}`
       warnings.push(w)
       log(`bench: ${w}`)
@@ -267,7 +271,8 @@ async function main(): Promise<number> {
       channel: "ssekify:bench"
     },
     defs,
-    redis: undefined
+    redis: undefined,
+    cluster: undefined
   }
 
   const runs: RunRecord[] = []
@@ -277,6 +282,14 @@ async function main(): Promise<number> {
     for (const sc of scenarios) {
       const cases = sc.cases(p)
       const scStart = Date.now()
+      const mine = active.filter((s) => sc.appliesTo?.(defs[s] as SystemDef) ?? true)
+      if (mine.length === 0) {
+        const w = `scenario ${sc.letter} SKIPPED: it runs for none of the systems ${active.join(", ")}`
+        skipped[sc.letter] = w
+        warnings.push(w)
+        log(`bench: ${w}`)
+        continue
+      }
       await sc.before?.(ctx)
       try {
         const why = sc.unavailable?.(ctx)
@@ -289,9 +302,9 @@ async function main(): Promise<number> {
         }
         caseDefs.push(...cases)
         for (let rep = 1; rep <= p.repeats; rep++) {
-          const others = active.filter((s) => s !== "raw")
+          const others = mine.filter((s) => s !== "raw")
           const shift = others.length === 0 ? 0 : (rep - 1) % others.length
-          const order = [...active.filter((s) => s === "raw"), ...others.slice(shift), ...others.slice(0, shift)]
+          const order = [...mine.filter((s) => s === "raw"), ...others.slice(shift), ...others.slice(0, shift)]
           for (const system of order) {
             const busy = await waitQuiet(args.quietWait ?? (args.quick ? 0 : 10))
             if (busy !== undefined) log(`  (not quiet after ${args.quietWait ?? 10} s: ${busy})`)
@@ -301,6 +314,10 @@ async function main(): Promise<number> {
               log(`  ${sc.letter} ${system} #${rep}: ${((Date.now() - t0) / 1000).toFixed(1)} s`)
               for (const o of outs) {
                 runs.push({ ...o, system, repeat: rep })
+                if (o.unavailable !== undefined) {
+                  log(`  ${o.caseId.padEnd(12)} ${system.padEnd(14)} #${rep}  n/a: ${o.unavailable}`)
+                  continue
+                }
                 const def = cases.find((c) => c.id === o.caseId)
                 const shown = (def?.metrics ?? []).slice(0, 3).map((m) => `${m.label} ${fmt(o.metrics[m.key], m.unit)}`)
                 const noisy = o.foreign?.flagged === true ? `  [foreign cpu ${o.foreign.foreignMs} ms, steal ${o.foreign.stealMs} ms]` : ""
@@ -310,7 +327,7 @@ async function main(): Promise<number> {
             } catch (e) {
               const msg = e instanceof Error ? e.message : String(e)
               log(`  ${sc.letter.padEnd(12)} ${system.padEnd(14)} #${rep}  FAILED after ${Date.now() - t0} ms: ${msg}`)
-              for (const c of cases) {
+              for (const c of cases.filter((x) => x.routingOnly !== true || defs[system]?.routing === true)) {
                 runs.push({ caseId: c.id, system, repeat: rep, metrics: {}, foreign: undefined, notes: [], error: msg })
               }
             }
@@ -343,6 +360,10 @@ async function main(): Promise<number> {
     (args.sameBytes ? ", --same-bytes (ssekify without its timestamp auto field)" : "") + "\n" +
     `medians; "×r" = median over repeats of (system / raw in the same repeat); "(!n)" = n repeats with foreign CPU use`
   process.stdout.write(header + "\n" + table(reports, active) + "\n")
+  for (const sc of scenarios) {
+    const extra = sc.summary?.(reports, active)
+    if (extra !== undefined && extra !== "") process.stdout.write(extra + "\n")
+  }
   if (warnings.length > 0) process.stdout.write("\nwarnings:\n" + warnings.map((w) => `  - ${w}`).join("\n") + "\n")
 
   const json = {

@@ -1,10 +1,11 @@
 /**
- * Scenarios A–G of issue 6. Each scenario declares its cases (what it reports)
+ * Scenarios A–G of issue 6 (H, the fleet of issue 16, is in ./fleet.ts). Each scenario declares its cases (what it reports)
  * and runs one repeat for one system, returning one result per case.
  */
 import type { ForeignReport } from "./lib/cpuwatch.js"
 import { foreign, snapshot } from "./lib/cpuwatch.js"
-import type { RedisServer } from "./lib/redis.js"
+import { type FleetParams, H, ROUTED_UNAVAILABLE, routedUnavailable } from "./fleet.js"
+import type { RedisClusterServer, RedisServer } from "./lib/redis.js"
 import { haveRedisServer, startRedis, subscriptions } from "./lib/redis.js"
 import { hrMs, sleep } from "./lib/stats.js"
 import {
@@ -21,6 +22,7 @@ import {
   windowed
 } from "./harness.js"
 import type { DropPolicy, SystemConfig, SystemDef } from "./systems/types.js"
+import type { CaseReport } from "./report.js"
 
 export type Unit = "rate" | "bytes" | "us" | "ms" | "pct" | "count" | "ratio"
 
@@ -39,6 +41,8 @@ export interface CaseDef {
   readonly scenario: string
   readonly title: string
   readonly metrics: ReadonlyArray<MetricDef>
+  /** reported only for systems with `SystemDef.routing` (E.routed, H) */
+  readonly routingOnly?: boolean
 }
 
 export interface Params {
@@ -58,6 +62,7 @@ export interface Params {
     readonly big: { readonly conns: number; readonly messages: number; readonly payloadBytes: number }
   }
   readonly G: { readonly conns: number; readonly messages: number; readonly policies: ReadonlyArray<DropPolicy> }
+  readonly H: FleetParams
 }
 
 export const FULL: Params = {
@@ -70,7 +75,8 @@ export const FULL: Params = {
   D: { sizes: [1000, 5000, 10000], deliveries: 2_000_000, minMessages: 200 },
   E: { conns: 500, messages: 2000, window: 50 },
   F: { conns: 1000, messages: 2000, stallEvery: 10, big: { conns: 200, messages: 2000, payloadBytes: 4096 } },
-  G: { conns: 1000, messages: 2000, policies: ["oldest", "newest", "disconnect"] }
+  G: { conns: 1000, messages: 2000, policies: ["oldest", "newest", "disconnect"] },
+  H: { instances: 4, usersPerInstance: 250, messages: 20_000, window: 200 }
 }
 
 export const QUICK: Params = {
@@ -83,7 +89,8 @@ export const QUICK: Params = {
   D: { sizes: [250, 1000], deliveries: 50_000, minMessages: 50 },
   E: { conns: 100, messages: 200, window: 50 },
   F: { conns: 200, messages: 200, stallEvery: 10, big: { conns: 50, messages: 100, payloadBytes: 4096 } },
-  G: { conns: 50, messages: 2000, policies: ["oldest", "newest", "disconnect"] }
+  G: { conns: 50, messages: 2000, policies: ["oldest", "newest", "disconnect"] },
+  H: { instances: 4, usersPerInstance: 50, messages: 400, window: 100 }
 }
 
 export interface Ctx {
@@ -94,6 +101,8 @@ export interface Ctx {
   readonly baseCfg: SystemConfig
   readonly defs: Readonly<Record<string, SystemDef>>
   redis: RedisServer | undefined
+  /** scenario H: the bench's 3-master Redis Cluster, or why there is none */
+  cluster: RedisClusterServer | string | undefined
 }
 
 export interface RunOut {
@@ -101,12 +110,19 @@ export interface RunOut {
   readonly metrics: Metrics
   readonly foreign: ForeignReport | undefined
   readonly notes: ReadonlyArray<string>
+  /** why this case could not be measured here (not an error: e.g. "routed mode not available in this build") */
+  readonly unavailable?: string
 }
 
 export interface Scenario {
   readonly letter: string
+  /** a one-word name (`--only` takes it as well as the letter) */
   readonly title: string
   cases(p: Params): ReadonlyArray<CaseDef>
+  /** the systems it runs for (default: every system) */
+  appliesTo?(def: SystemDef): boolean
+  /** a table of its own, printed after the common one */
+  summary?(reports: Record<string, CaseReport>, systems: ReadonlyArray<string>): string
   /** why it cannot run here (e.g. no redis-server), or undefined */
   unavailable?(ctx: Ctx): string | undefined
   before?(ctx: Ctx): Promise<void>
@@ -352,6 +368,59 @@ const D: Scenario = {
 
 // ---------------------------------------------------------------- E
 
+const E_REMOTE_METRICS: ReadonlyArray<MetricDef> = [
+  RATE,
+  P50,
+  P99,
+  MAX,
+  { ...CPU_PER, primary: false },
+  { key: "rateVsLocal", label: "rate vs local", unit: "ratio", better: "info" },
+  { key: "p99VsLocal", label: "p99 vs local", unit: "ratio", better: "info" }
+]
+
+/**
+ * One E session: the main instance (connections) and a publisher on the bench's Redis,
+ * `routing` on both; warm-up, then the local broadcasts and the published ones. The
+ * remote run carries its ratios against the local one. `undefined` when routing was
+ * asked for and the build has no routed mode.
+ */
+async function crossInstance(
+  ctx: Ctx,
+  system: string,
+  repeat: number,
+  routing: "channel" | "user"
+): Promise<{ local: Measured; remote: Measured } | undefined> {
+  const redis = ctx.redis
+  if (redis === undefined) throw new Error("no redis-server")
+  const channel = `bench:${system}:${repeat}:${routing}:${Date.now()}`
+  const cfg: Partial<SystemConfig> = { redisUrl: redis.url, channel, role: "main", routing }
+  return withSession(ctx, system, cfg, async (s) => {
+    if (routing === "user" && !s.server.routed) return undefined
+    const deadline = hrMs() + 10_000
+    while ((await subscriptions(redis.port)) < 1) {
+      if (hrMs() > deadline) throw new Error("the main instance never subscribed on Redis")
+      await sleep(25)
+    }
+    const pub = await startServer(ctx.entry, system, { ...ctx.baseCfg, ...cfg, role: "publisher" }, ctx.pin ? CLIENT_CORE : undefined)
+    try {
+      if (routing === "user" && !pub.routed) return undefined
+      const { conns, messages, window } = ctx.p.E
+      await s.open(conns)
+      const o = { messages, window, payloadBytes: ctx.p.payloadBytes, connections: conns }
+      const w = { ...o, messages: ctx.p.warmup }
+      await windowed(s, s.rpc, "sendWindow", w)
+      await windowed(s, pub.rpc, "publishWindow", w)
+      const local = await windowed(s, s.rpc, "sendWindow", o)
+      const remote = await windowed(s, pub.rpc, "publishWindow", o)
+      remote.metrics["rateVsLocal"] = (remote.metrics["deliveriesPerSec"] as number) / (local.metrics["deliveriesPerSec"] as number)
+      remote.metrics["p99VsLocal"] = (remote.metrics["p99Ms"] as number) / (local.metrics["p99Ms"] as number)
+      return { local, remote }
+    } finally {
+      await pub.close()
+    }
+  })
+}
+
 const E: Scenario = {
   letter: "E",
   title: "cross-instance",
@@ -366,15 +435,16 @@ const E: Scenario = {
       id: "E.redis",
       scenario: "E",
       title: `E.redis: the same ${p.E.messages} messages published on a 2nd instance, through a private redis-server, to the ${p.E.conns} connections`,
-      metrics: [
-        RATE,
-        P50,
-        P99,
-        MAX,
-        { ...CPU_PER, primary: false },
-        { key: "rateVsLocal", label: "rate vs local", unit: "ratio", better: "info" },
-        { key: "p99VsLocal", label: "p99 vs local", unit: "ratio", better: "info" }
-      ]
+      metrics: E_REMOTE_METRICS
+    },
+    {
+      id: "E.routed",
+      scenario: "E",
+      title:
+        `E.routed: as E.redis with routing: 'user' on both instances (issue 16; broadcasts stay on the shared channel); ` +
+        `"vs local" = ÷ a local run on the same instance (its figures: localDeliveriesPerSec, localP99Ms in the JSON)`,
+      metrics: E_REMOTE_METRICS,
+      routingOnly: true
     }
   ],
   before: async (ctx) => {
@@ -386,33 +456,21 @@ const E: Scenario = {
   },
   unavailable: (ctx) => (ctx.redis === undefined ? "redis-server is not on the PATH" : undefined),
   run: async (ctx, system, repeat) => {
-    const redis = ctx.redis
-    if (redis === undefined) throw new Error("no redis-server")
-    const channel = `bench:${system}:${repeat}:${Date.now()}`
-    const cfg: Partial<SystemConfig> = { redisUrl: redis.url, channel, role: "main" }
-    return withSession(ctx, system, cfg, async (s) => {
-      const deadline = hrMs() + 10_000
-      while ((await subscriptions(redis.port)) < 1) {
-        if (hrMs() > deadline) throw new Error("the main instance never subscribed on Redis")
-        await sleep(25)
-      }
-      const pub = await startServer(ctx.entry, system, { ...ctx.baseCfg, ...cfg, role: "publisher" }, ctx.pin ? CLIENT_CORE : undefined)
-      try {
-        const { conns, messages, window } = ctx.p.E
-        await s.open(conns)
-        const o = { messages, window, payloadBytes: ctx.p.payloadBytes, connections: conns }
-        const w = { ...o, messages: ctx.p.warmup }
-        await windowed(s, s.rpc, "sendWindow", w)
-        await windowed(s, pub.rpc, "publishWindow", w)
-        const local = await windowed(s, s.rpc, "sendWindow", o)
-        const remote = await windowed(s, pub.rpc, "publishWindow", o)
-        remote.metrics["rateVsLocal"] = (remote.metrics["deliveriesPerSec"] as number) / (local.metrics["deliveriesPerSec"] as number)
-        remote.metrics["p99VsLocal"] = (remote.metrics["p99Ms"] as number) / (local.metrics["p99Ms"] as number)
-        return [out("E.local", local), out("E.redis", remote)]
-      } finally {
-        await pub.close()
-      }
-    })
+    const single = await crossInstance(ctx, system, repeat, "channel")
+    if (single === undefined) throw new Error("no result")
+    const res = [out("E.local", single.local), out("E.redis", single.remote)]
+    if (ctx.defs[system]?.routing !== true) return res
+    const routed = routedUnavailable.has(system) ? undefined : await crossInstance(ctx, system, repeat, "user")
+    if (routed === undefined) {
+      routedUnavailable.add(system)
+      res.push({ caseId: "E.routed", metrics: {}, foreign: undefined, notes: [], unavailable: ROUTED_UNAVAILABLE })
+    } else {
+      const m = routed.remote.metrics
+      m["localDeliveriesPerSec"] = routed.local.metrics["deliveriesPerSec"] as number
+      m["localP99Ms"] = routed.local.metrics["p99Ms"] as number
+      res.push(out("E.routed", routed.remote))
+    }
+    return res
   }
 }
 
@@ -583,4 +641,4 @@ const G: Scenario = {
   }
 }
 
-export const SCENARIOS: ReadonlyArray<Scenario> = [A, B, C, D, E, F, G]
+export const SCENARIOS: ReadonlyArray<Scenario> = [A, B, C, D, E, F, G, H]

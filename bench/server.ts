@@ -7,7 +7,7 @@
 import * as http from "node:http"
 import type { ServerApi, CpuUsage, SendResult } from "./protocol.js"
 import { serve, type Handlers } from "./lib/rpc.js"
-import { hrMs, immediate, padFor, sleep, type Payload } from "./lib/stats.js"
+import { hrMs, immediate, padFor, pickUser, sleep, type Payload } from "./lib/stats.js"
 import { loadSystem } from "./systems/index.js"
 import type { SendOptions, SystemInstance } from "./systems/types.js"
 
@@ -148,7 +148,7 @@ const api: Handlers<ServerApi> = {
     }
     const addr = srv.address()
     if (addr === null || typeof addr === "string") throw new Error("no port")
-    return { port: addr.port, pid: process.pid }
+    return { port: addr.port, pid: process.pid, routed: inst.routed?.() ?? false }
   },
 
   live: () => ({ live: prune() }),
@@ -264,6 +264,25 @@ const api: Handlers<ServerApi> = {
     const startAt = hrMs()
     const all: Array<Promise<unknown>> = []
     for (let n = from; n < from + count; n++) all.push(sys.publish({ t: hrMs(), n, p: pad }, opts(n)))
+    await Promise.all(all)
+    return { startAt, endAt: hrMs(), cpuStart, delivered: count, drainWaits: 0, lateMaxMs: 0 }
+  },
+
+  async usersWindow({ from, count, payloadBytes, users, via }): Promise<SendResult> {
+    const sys = system()
+    const pad = padFor(payloadBytes)
+    const cpuStart = cpu()
+    const startAt = hrMs()
+    if (via === "local") {
+      const send = sys.sendToUserDirect ?? sys.sendToUser
+      let delivered = 0
+      for (let n = from; n < from + count; n++) delivered += send(`u${pickUser(n, users)}`, { t: hrMs(), n, p: pad }, opts(n))
+      return { startAt, endAt: hrMs(), cpuStart, delivered, drainWaits: 0, lateMaxMs: 0 }
+    }
+    const publish = sys.publishToUser
+    if (publish === undefined) throw new Error("this system cannot publish to a user across instances")
+    const all: Array<Promise<unknown>> = []
+    for (let n = from; n < from + count; n++) all.push(publish(`u${pickUser(n, users)}`, { t: hrMs(), n, p: pad }, opts(n)))
     await Promise.all(all)
     return { startAt, endAt: hrMs(), cpuStart, delivered: count, drainWaits: 0, lateMaxMs: 0 }
   },

@@ -119,3 +119,17 @@ export function foreign(a: CpuSnapshot, b: CpuSnapshot, rootPid: number = proces
   const flagged = foreignMs + stealMs > Math.max(50, 0.02 * wallMs * cores)
   return { wallMs, busyPct, stealMs, oursMs, kernelThreadsMs, foreignMs, top: top.slice(0, 3), flagged }
 }
+
+/**
+ * Bytes process `pid` has read through read-like system calls so far (`rchar` of
+ * `/proc/<pid>/io`): for a bench server during a cross-instance run, what reached it
+ * from the bus (its SSE sockets only carry the request head in). NaN where unreadable.
+ */
+export function readBytes(pid: number): number {
+  try {
+    const m = /^rchar:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/io`, "latin1"))
+    return m === null ? Number.NaN : Number(m[1])
+  } catch {
+    return Number.NaN
+  }
+}

@@ -48,7 +48,12 @@ export function haveTaskset(): boolean {
 
 /** Pin this process (all its threads) to `core`. */
 export function pinSelf(core: number): boolean {
-  return spawnSync("taskset", ["-a", "-cp", String(core), String(process.pid)], { stdio: "ignore" }).status === 0
+  return pinPid(process.pid, core)
+}
+
+/** Pin process `pid` (all its threads; threads it starts later inherit it) to `core`. */
+export function pinPid(pid: number, core: number): boolean {
+  return spawnSync("taskset", ["-a", "-cp", String(core), String(pid)], { stdio: "ignore" }).status === 0
 }
 
 export interface SpawnOptions {

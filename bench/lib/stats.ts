@@ -100,3 +100,16 @@ export interface Payload {
   readonly n: number
   readonly p: string
 }
+
+/**
+ * The user of message `n` among `users` (scenario H): uniform, and the same in every
+ * process (a stateless integer hash of `n`), so the driver knows where each message
+ * goes without being told.
+ */
+export function pickUser(n: number, users: number): number {
+  let x = (n + 0x9e3779b9) >>> 0
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b) >>> 0
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35) >>> 0
+  x = (x ^ (x >>> 16)) >>> 0
+  return x % users
+}

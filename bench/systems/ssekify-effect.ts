@@ -8,6 +8,10 @@
  * (`runSync(sse.sendToAll(...))` per call; B.users runs its loop over the users as one
  * effect). The platform's per-request tracing span
  * is disabled, as the example app does for its SSE route.
+ *
+ * Scenario H and case E.routed (issue 16) pass `cfg.routing` and `cfg.redisCluster`
+ * to `RedisTransport.layer` in ONE place, {@link redisLayerOptions}, and read back from
+ * the built transport whether routing took effect (`Transport.routed`).
  */
 import type * as http from "node:http"
 import { distUrl, ensureBuilt } from "./build.js"
@@ -29,10 +33,32 @@ const load = async () => {
   return { mod, platform, redis, Effect, Layer, ManagedRuntime, Stream, HttpMiddleware, HttpRouter, HttpServerRequest, NodeHttpServer }
 }
 
+type RedisLayerOptions = Parameters<RedisMod["RedisTransport"]["layer"]>[0]
+
+/**
+ * THE ONE PLACE where the bench hands the routing mode of issue 16 to the library: the
+ * options of `RedisTransport.layer`, `{ url | cluster, routing: "user" }` in routed mode
+ * (nothing added in the default single-channel mode). If the option lands elsewhere
+ * (e.g. `TransportRedis.layerWith(connection, { routing })`), adapt this function and
+ * `transportLayer` below. A build without the option ignores it: the bench then finds no
+ * `routed` on the built transport and reports "routed mode not available in this build".
+ */
+export function redisLayerOptions(cfg: {
+  readonly redisUrl: string | undefined
+  readonly redisCluster?: ReadonlyArray<{ readonly host: string; readonly port: number }> | undefined
+  readonly routing?: "channel" | "user" | undefined
+}): RedisLayerOptions {
+  const routing = cfg.routing === "user" ? { routing: "user" as const } : {}
+  if (cfg.redisCluster !== undefined) return { cluster: cfg.redisCluster.map((n) => ({ host: n.host, port: n.port })), ...routing }
+  if (cfg.redisUrl === undefined) throw new Error("no Redis URL nor cluster")
+  return { url: cfg.redisUrl, ...routing }
+}
+
 const ssekifyEffect: SystemDef = {
   name: "ssekify-effect",
   description: "ssekify through the Effect API: SseKify layer, @effect/platform endpoint (HttpSse.respond), sends via runSync",
   hasDropPolicy: true,
+  routing: true,
   available: ensureBuilt,
   preload: async () => {
     await load()
@@ -50,10 +76,15 @@ const ssekifyEffect: SystemDef = {
       ...(cfg.recentBufferSize !== undefined ? { recentBufferSize: cfg.recentBufferSize } : {}),
       ...(cfg.autoTimestamp ? {} : { autoFields: { timestamp: false } })
     }
-    const transport = cfg.redisUrl !== undefined ? RedisTransport.layer({ url: cfg.redisUrl }) : Transport.layerNone
-    const runtime = ManagedRuntime.make(SseKify.layer(options).pipe(Layer.provide(transport)))
+    const transportLayer = cfg.redisUrl !== undefined || cfg.redisCluster !== undefined
+      ? RedisTransport.layer(redisLayerOptions(cfg))
+      : Transport.layerNone
+    // provideMerge: the Transport stays in the runtime's context, to read `routed` off it
+    const runtime = ManagedRuntime.make(SseKify.layer(options).pipe(Layer.provideMerge(transportLayer)))
     const sse = await runtime.runPromise(SseKify.SseKify)
     await runtime.runPromise(sse.ready)
+    const transport: { readonly routed?: unknown } = await runtime.runPromise(Transport.Transport)
+    const routed = transport.routed !== undefined
     // drops and errors reach the harness; nothing else is subscribed (no per-send event)
     runtime.runFork(
       Stream.runForEach(sse.eventsOf(["error", "drop"]), (event) =>
@@ -97,7 +128,15 @@ const ssekifyEffect: SystemDef = {
       // B.users: the loop over the users as one effect (an Effect app sends from a fiber)
       sendToUsers: (userIds, data, o) =>
         send(Effect.reduce(userIds, 0, (n, u) => Effect.map(sse.sendToUser(u, data, o), (d) => n + d))),
+      sendToUserDirect: (userId, data, o) => {
+        const r = sse.unsafeSendToUser(userId, data, o)
+        if (typeof r === "number") return r
+        events.error(errorKind(r))
+        return 0
+      },
       publish: (data, o) => runtime.runPromise(sse.publish(data, undefined, o)),
+      publishToUser: (userId, data, o) => runtime.runPromise(sse.publish(data, userId, o)),
+      routed: () => routed,
       stats: () => numericStats(runtime.runSync(sse.stats) as unknown as Record<string, unknown>),
       shutdown: async () => {
         await runtime.dispose()

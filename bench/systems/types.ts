@@ -30,6 +30,13 @@ export interface SystemConfig {
   readonly queue: QueueOptions
   /** set in scenario E: a `redis://127.0.0.1:<port>` URL of the bench's own redis-server */
   readonly redisUrl: string | undefined
+  /** set in scenario H (cluster): the startup nodes of the bench's own 3-master Redis Cluster (instead of `redisUrl`) */
+  readonly redisCluster?: ReadonlyArray<{ readonly host: string; readonly port: number }> | undefined
+  /**
+   * How the bus routes (issue 16): `channel` = one shared channel (the default), `user` =
+   * per-user and per-room channels. Only systems with `SystemDef.routing` take it.
+   */
+  readonly routing?: "channel" | "user" | undefined
   readonly channel: string
 }
 
@@ -61,6 +68,15 @@ export interface SystemInstance {
   sendToUsers?(userIds: ReadonlyArray<string>, data: Payload, opts: SendOptions): number
   /** cross-instance broadcast (role `publisher`, scenario E) */
   publish?(data: Payload, opts: SendOptions): Promise<unknown>
+  /** cross-instance message to one user (role `publisher`, scenario H) */
+  publishToUser?(userId: string, data: Payload, opts: SendOptions): Promise<unknown>
+  /**
+   * The local per-user send by the library's synchronous path, without an API wrapper
+   * around it (the baseline of scenario H); default: `sendToUser`.
+   */
+  sendToUserDirect?(userId: string, data: Payload, opts: SendOptions): number
+  /** true when the bus the system built routes per user (`routing: "user"` took effect) */
+  routed?(): boolean
   /** numeric metrics (ssekify: `stats()`); systems without them return harness counters */
   stats(): Record<string, number>
   /** frames the system holds and has not handed to `res.write` yet (for drain waits); 0 if unknown */
@@ -77,6 +93,11 @@ export interface SystemDef {
   readonly description: string
   /** whether `dropPolicy` means anything (scenario G); systems without one buffer unboundedly */
   readonly hasDropPolicy: boolean
+  /**
+   * Whether the system passes `SystemConfig.routing` and `redisCluster` to its bus and
+   * implements `publishToUser` / `routed`: scenario H and case E.routed run only for these.
+   */
+  readonly routing?: boolean
   available(): Promise<Availability>
   /**
    * Load what a server of this system loads (modules, a runtime), without serving.
