@@ -22,7 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import { Redis as IORedis } from "ioredis"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
-import { RedisTransport, SseKify, type SSEKifyOptions, Transport } from "../../src/index.js"
+import { RedisConnection, RedisTransport, SseKify, type SSEKifyOptions, Transport } from "../../src/index.js"
 import { dataFrames, Fixture, type Node, numsub, unique, until } from "../cluster/support.js"
 import { redisAvailable, type RedisServer, startRedis, stopAll, waitUntil } from "../support/redisServer.js"
 import { connect, type RawClient, startServer } from "../support/sse.js"
@@ -57,6 +57,47 @@ const routedPair = async (server: RedisServer, extra: SSEKifyOptions = {}) => {
   const b = await fx.node("B", options)
   await Promise.all([a.sse.ready(), b.sse.ready()])
   return { channel, a, b }
+}
+
+/**
+ * An instance on the Effect path: `SseKify.layer` over `RedisTransport.layerServicesWith({
+ * routing: "user" })` on its own `RedisConnection` (returned too), on a node:http server.
+ */
+const effectInstance = async (server: RedisServer, name: string, options: SseKify.LayerOptions, oneLayer = false) => {
+  const scope = Effect.runSync(Scope.make())
+  fx.defer(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+  const sseLayer = SseKify.layer({ ...quiet, instanceId: name, ...options })
+  const connectionName = unique(name)
+  if (oneLayer) {
+    const context = await Effect.runPromise(Layer.buildWithScope(
+      sseLayer.pipe(Layer.provide(RedisTransport.layer({ url: server.url, routing: "user", connectionName }))),
+      scope
+    ))
+    return serve(Context.get(context, SseKify.SseKify), undefined)
+  }
+  // what `RedisTransport.layer({ url, routing: "user" })` is, with the connection kept
+  const layer = sseLayer.pipe(
+    Layer.provideMerge(RedisTransport.layerServicesWith({ routing: "user" })),
+    Layer.provideMerge(RedisConnection.layer({ url: server.url, connectionName }))
+  )
+  const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
+  return serve(Context.get(context, SseKify.SseKify), Context.get(context, RedisConnection.RedisConnection))
+}
+
+const serve = async <C>(sse: SseKify.SseKifyService, connection: C) => {
+  await Effect.runPromise(sse.ready)
+  const http = await startServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://x")
+    sse.unsafeRegisterConnection(url.searchParams.get("u") ?? "guest", res)
+  })
+  fx.defer(() => http.close())
+  const open = async (user: string, lastEventId?: string) => {
+    const c = await connect(`${http.url}/?u=${user}`, lastEventId === undefined ? undefined : { headers: { "last-event-id": lastEventId } })
+    fx.defer(() => c.close())
+    await c.waitFor((x) => x.text().includes("retry:"))
+    return c
+  }
+  return { sse, connection, open, stats: () => Effect.runSync(sse.stats) }
 }
 
 const errorsOf = (node: Node) => node.events.error.map((e: { message?: string }) => e.message)
@@ -177,27 +218,7 @@ describe.skipIf(!redisAvailable())("routed mode end to end (single redis-server)
   it("Effect path: SseKify.layer + RedisTransport.layer({ url, routing: 'user' }) with a signed bus; a frame replayed onto another user's channel is refused", async () => {
     const channel = unique("e2e-fx")
     const busSecret = "a-secret-of-sixteen-chars"
-    const instance = async (name: string) => {
-      const scope = Effect.runSync(Scope.make())
-      fx.defer(() => Effect.runPromise(Scope.close(scope, Exit.void)))
-      const layer = SseKify.layer({ ...quiet, channel, busSecret, replay: "redis", instanceId: name }).pipe(
-        Layer.provide(RedisTransport.layer({ url: server.url, routing: "user", connectionName: unique(name) }))
-      )
-      const sse = await Effect.runPromise(Effect.map(Layer.buildWithScope(layer, scope), Context.get(SseKify.SseKify)))
-      await Effect.runPromise(sse.ready)
-      const http = await startServer((req, res) => {
-        const url = new URL(req.url ?? "/", "http://x")
-        sse.unsafeRegisterConnection(url.searchParams.get("u") ?? "guest", res)
-      })
-      fx.defer(() => http.close())
-      const open = async (user: string) => {
-        const c = await connect(`${http.url}/?u=${user}`)
-        fx.defer(() => c.close())
-        await c.waitFor((x) => x.text().includes("retry:"))
-        return c
-      }
-      return { sse, open, stats: () => Effect.runSync(sse.stats) }
-    }
+    const instance = (name: string) => effectInstance(server, name, { channel, busSecret, replay: "redis" }, true)
     const a = await instance("a")
     const b = await instance("b")
     const alice = await a.open("alice")
@@ -229,6 +250,36 @@ describe.skipIf(!redisAvailable())("routed mode end to end (single redis-server)
     await until(() => numbers(bob).length === 1, 5_000, "bob's own")
     expect(numbers(bob)).toEqual([100])
     expect(a.stats().received).toBe(11)
+  })
+
+  it("a reconnect while the publisher's replay writes lag behind its PUBLISHes (its KV connection busy) still gets everything", async () => {
+    // B records a frame it publishes to a user in the shared replay store (on its KV
+    // connection) and PUBLISHes it (on its publisher connection). A frame PUBLISHed before
+    // A's subscription to the user is confirmed reaches A only through that record, which
+    // A reads once the subscription is confirmed: the record must be in Redis by then.
+    const channel = unique("e2e-lag")
+    const a = await effectInstance(server, "a", { channel, replay: "redis" })
+    const b = await effectInstance(server, "b", { channel, replay: "redis" })
+    const userCh = Transport.userChannel(channel, "alice")
+    const first = await a.open("alice")
+    await awaitNumsub(server.port, userCh, 1)
+    await Effect.runPromise(b.sse.publish({ i: 0 }, "alice", { id: "0" }))
+    await until(() => numbers(first).length === 1, 5_000, "the first frame")
+    first.close()
+    await awaitNumsub(server.port, userCh, 0)
+
+    // B's KV connection blocked for 400 ms (any backlog there does the same)
+    const blocked = (b.connection!.kv as import("ioredis").Redis).blpop(unique("nothing"), 0.4)
+    const sent = [1, 2, 3, 4, 5].map((i) => Effect.runPromise(b.sse.publish({ i }, "alice", { id: String(i) })))
+    // one without an id (nothing to record) keeps its place behind them
+    sent.push(Effect.runPromise(b.sse.publish({ i: 6 }, "alice")))
+    await new Promise((r) => setTimeout(r, 50))
+    const again = await a.open("alice", "0") // subscribed and replayed while B's records wait
+    await blocked
+    await Promise.all(sent)
+    await Effect.runPromise(b.sse.publish({ i: 7 }, "alice", { id: "7" }))
+    await until(() => numbers(again).includes(7), 5_000, "the last frame")
+    expect(numbers(again)).toEqual([1, 2, 3, 4, 5, 6, 7])
   })
 
   it("redis-server killed and restarted on its port: the routed channel is subscribed again and B's message reaches the client on A", async () => {
