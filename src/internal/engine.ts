@@ -122,7 +122,10 @@ export class Engine {
     this.delivery = new Delivery(this.hub, deps.replay, this.events)
     this.reconnect = new Reconnect(deps.options, deps.replay, this.hub.writer, this.events, deps.fork)
     this.registration = new Registration(deps.options, this.hub, this.events, this.prep, this.reconnect)
-    const publishOrder = new PublishOrder(deps.forkNow ?? deps.fork)
+    // Not on the instance's runtime: a publish waiting when the instance shuts down must
+    // still be sent or fail (a fiber forked on a closed runtime never runs, and its caller
+    // would wait for ever); the sends need nothing from the context.
+    const publishOrder = new PublishOrder((effect) => void Effect.runFork(effect, { immediate: true }))
     this.bus = new Bus(deps.options, deps.transport, this.instanceId, this.hub, this.prep, this.delivery, this.events, this.now, publishOrder)
     if (deps.transport.routed !== undefined) {
       this.routes = new Routes(deps.transport.routed, deps.options.channel, deps.forkNow ?? deps.fork, (error) => this.report(error))

@@ -6,7 +6,8 @@
  *
  * A queued publish is started synchronously when its turn comes (`forkNow`), so the
  * transport's command is written before the next one's: the order of one publisher's
- * messages on Redis is the order of the calls.
+ * messages on Redis is the order of the calls. `forkNow` must run every effect it is given
+ * (not the runtime of an instance that may close first: its caller would wait for ever).
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"

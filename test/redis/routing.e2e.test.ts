@@ -73,7 +73,8 @@ const effectInstance = async (server: RedisServer, name: string, options: SseKif
       sseLayer.pipe(Layer.provide(RedisTransport.layer({ url: server.url, routing: "user", connectionName }))),
       scope
     ))
-    return serve(Context.get(context, SseKify.SseKify), undefined)
+    const served = await serve(Context.get(context, SseKify.SseKify), undefined)
+    return { ...served, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
   }
   // what `RedisTransport.layer({ url, routing: "user" })` is, with the connection kept
   const layer = sseLayer.pipe(
@@ -81,7 +82,8 @@ const effectInstance = async (server: RedisServer, name: string, options: SseKif
     Layer.provideMerge(RedisConnection.layer({ url: server.url, connectionName }))
   )
   const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
-  return serve(Context.get(context, SseKify.SseKify), Context.get(context, RedisConnection.RedisConnection))
+  const served = await serve(Context.get(context, SseKify.SseKify), Context.get(context, RedisConnection.RedisConnection))
+  return { ...served, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
 
 const serve = async <C>(sse: SseKify.SseKifyService, connection: C) => {
@@ -280,6 +282,21 @@ describe.skipIf(!redisAvailable())("routed mode end to end (single redis-server)
     await Effect.runPromise(b.sse.publish({ i: 7 }, "alice", { id: "7" }))
     await until(() => numbers(again).includes(7), 5_000, "the last frame")
     expect(numbers(again)).toEqual([1, 2, 3, 4, 5, 6, 7])
+  })
+
+  it("shutting down while a publish waits for its record (the KV connection busy): the publish settles, the shutdown completes", async () => {
+    const channel = unique("e2e-down")
+    const b = await effectInstance(server, "b", { channel, replay: "redis" })
+    const blocked = (b.connection!.kv as import("ioredis").Redis).blpop(unique("nothing"), 1).catch(() => null)
+    const waiting = Effect.runPromise(Effect.exit(b.sse.publish({ i: 1 }, "alice", { id: "1" })))
+    let settled = false
+    void waiting.then(() => (settled = true))
+    await new Promise((r) => setTimeout(r, 50))
+    expect(settled).toBe(false) // it is waiting for the record behind the BLPOP
+    await b.close()
+    // sent once the record was in, or refused by the closed transport: not left waiting
+    await waiting
+    await blocked
   })
 
   it("redis-server killed and restarted on its port: the routed channel is subscribed again and B's message reaches the client on A", async () => {
