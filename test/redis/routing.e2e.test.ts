@@ -10,7 +10,11 @@
  * - the subscribe window: a reconnect (`Last-Event-ID`) while the other instance publishes
  *   without pause loses nothing and repeats nothing (20 rounds); a fresh connection gets a
  *   contiguous suffix;
- * - the last connection leaving unsubscribes (`PUBSUB NUMSUB` drops to 0);
+ * - a publisher whose replay writes lag (its KV connection busy): the reconnect still gets
+ *   everything (a user message goes on the bus once its record is in Redis), in call
+ *   order; shutting down while such a publish waits settles it;
+ * - the last connection leaving unsubscribes (`PUBSUB NUMSUB` drops to 0); a new one right
+ *   after is subscribed again;
  * - a signed bus (`busSecret`) in routed mode; a frame replayed onto another user's channel
  *   is refused;
  * - redis-server killed and restarted on its port: the routed channel is subscribed again.
@@ -196,6 +200,23 @@ describe.skipIf(!redisAvailable())("routed mode end to end (single redis-server)
     expect(errorsOf(a)).toEqual([])
     expect(errorsOf(b)).toEqual([])
     console.log(`[routing.e2e] B published during the reconnect's registration window in ${inWindow} of ${rounds} rounds`)
+  })
+
+  it("a user's last connection closing and a new one opening right after (UNSUBSCRIBE and SUBSCRIBE close together): still subscribed (30 rounds)", async () => {
+    const { channel, a, b } = await routedPair(server)
+    for (let round = 0; round < 30; round++) {
+      const user = `c${round}`
+      const one = await a.open(user)
+      // close, then reopen after 0..9 ms: the reopen's subscribe meets the close's unsubscribe at every stage
+      one.close()
+      if (round % 10 > 0) await new Promise((r) => setTimeout(r, round % 10))
+      const two = await a.open(user)
+      await until(() => a.sse.getUserConnectionCount(user) === 1, 5_000, `${user}: one connection`)
+      await awaitNumsub(server.port, Transport.userChannel(channel, user), 1)
+      await b.sse.publish({ i: round }, user)
+      await until(() => numbers(two).length === 1, 5_000, `${user}: B's message`)
+      two.close()
+    }
   })
 
   it("the subscribe window: a fresh connection gets a contiguous suffix of what B publishes meanwhile (20 rounds)", async () => {
