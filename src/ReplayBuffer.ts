@@ -99,6 +99,16 @@ export interface ReplayBufferService {
    * instances still gets it; instances that got it off the bus leave it alone.
    */
   readonly offline?: ((userId: string, id: string, frame: Uint8Array, published: boolean, order?: number) => void) | undefined
+  /**
+   * A store shared by instances (Redis): completes once the frames recorded so far (before
+   * the call) are in the store, their append done or failed (reported). An instance
+   * publishes a message to one user with an id after it: another instance that subscribes
+   * to the user (routed mode) or registers the user's connection meanwhile misses the
+   * message on the bus but finds it in the store. Absent: nothing to wait for.
+   *
+   * @since 0.3.0
+   */
+  readonly recorded?: (() => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -269,7 +279,7 @@ export const makeRedis = (
     const ttlMs = yield* ttlOf(options)
     const run = yield* FiberSet.makeRuntime<never, void, never>()
     const reports = new Reports<TransportError>()
-    const replay = new RedisReplay(
+    const replay: RedisReplay = new RedisReplay(
       {
         size: Math.max(0, Math.floor(options?.size ?? 20)),
         ttlMs,
@@ -278,6 +288,8 @@ export const makeRedis = (
       store,
       (effect) => void run(Effect.catchAll(effect, (error) => Effect.sync(() => reports.emit(error))))
     )
+    // a publish waiting for its record is not left hanging when the appends stop
+    yield* Effect.addFinalizer(() => Effect.sync(() => replay.release()))
     return {
       enabled: replay.enabled,
       record: (userId, id, frame, order) => replay.record(userId, id, frame, undefined, order),
@@ -286,6 +298,7 @@ export const makeRedis = (
         for (const userId of userIds) replay.record(userId, id, frame, stamp, order)
       },
       lookupSync: undefined,
+      recorded: () => replay.recorded(),
       offline: (userId, id, frame, published, order) => {
         if (published) replay.record(userId, id, frame, undefined, order)
       },

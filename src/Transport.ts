@@ -61,7 +61,11 @@ export interface Handlers {
  *   channel is not confirmed yet is registered at once (local sends reach it), but its
  *   replay (`Last-Event-ID`) runs, and its `'connect'` event fires, once the channel is
  *   confirmed (or its confirmation failed, reported as a `TransportError`): what another
- *   instance published in between comes from a shared replay store.
+ *   instance published in between comes from a shared replay store (`replay: 'redis'`: a
+ *   message to one user with an id is on the bus only once its record is in Redis). Room
+ *   messages are kept only by the instances holding the user's connections, as in the
+ *   single-channel mode: a room message published before this instance's subscription
+ *   to the room is confirmed is not replayed to a reconnect that joins the room.
  *
  * @since 0.3.0
  * @category models

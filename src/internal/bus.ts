@@ -17,6 +17,7 @@ import type { Events } from "./events.js"
 import type { Hub } from "./hub.js"
 import type { Resolved } from "./options.js"
 import type { Encoded, Prepared, SendPrep } from "./prepare.js"
+import type { PublishOrder } from "./publishOrder.js"
 import { ReplayGuard } from "./replayGuard.js"
 import * as Wire from "./wire.js"
 
@@ -38,7 +39,8 @@ export class Bus {
     private readonly prep: SendPrep,
     private readonly delivery: Delivery,
     private readonly events: Events,
-    private readonly now: () => number
+    private readonly now: () => number,
+    private readonly order: PublishOrder
   ) {}
 
   /** Whether there is a bus to publish on (not `Transport.layerNone`). */
@@ -49,13 +51,16 @@ export class Bus {
   /**
    * Publishes a message already delivered here: `p` as prepared, `e` its serialized
    * data and frame, `order` its order key (the envelope carries its millisecond and counter).
+   * `before`: what the message waits for before it goes on the bus (its record in a shared
+   * replay store); later publishes wait behind it, so the bus keeps the call order.
    */
   publish(
     type: Envelope.TargetType,
     target: string | undefined,
     p: Prepared,
     e: Encoded,
-    order: number
+    order: number,
+    before?: Effect.Effect<void>
   ): Effect.Effect<void, SerializeFailed | TransportError> {
     // the order's millisecond (ahead of the clock only past 1024 sends in one)
     const at = Math.floor(order / 1024)
@@ -81,7 +86,7 @@ export class Bus {
         secret
       )
       this.published++
-      return type === "all" ? this.transport.publish(channel, message) : routed.publish(channel, message)
+      return this.order.sendAfter(before, type === "all" ? this.transport.publish(channel, message) : routed.publish(channel, message))
     }
     const text = e.text
     let message: string
@@ -110,7 +115,7 @@ export class Bus {
       message = Envelope.sign(message, secret, this.options.channel)
     }
     this.published++
-    return this.transport.publish(this.options.channel, message)
+    return this.order.sendAfter(before, this.transport.publish(this.options.channel, message))
   }
 
   /**

@@ -24,6 +24,7 @@ import * as Frame from "../Frame.js"
 import type { ReplayBufferService } from "../ReplayBuffer.js"
 import type { TransportService } from "../Transport.js"
 import { Bus } from "./bus.js"
+import { PublishOrder } from "./publishOrder.js"
 import type { SinkResponse } from "./conn.js"
 import { Delivery } from "./delivery.js"
 import type {
@@ -84,9 +85,11 @@ export class Engine {
   private readonly now: () => number
   /** Runs an effect in the instance's background. */
   private readonly fork: (effect: Effect.Effect<void>) => void
+  private readonly replay: ReplayBufferService
 
   constructor(deps: EngineDeps) {
     this.options = deps.options
+    this.replay = deps.replay
     this.now = deps.now
     this.fork = deps.fork
     const pid = typeof process === "object" ? process.pid : 0
@@ -120,7 +123,11 @@ export class Engine {
     this.delivery = new Delivery(this.hub, deps.replay, this.events)
     this.reconnect = new Reconnect(deps.options, deps.replay, this.hub.writer, this.events, deps.fork)
     this.registration = new Registration(deps.options, this.hub, this.events, this.prep, this.reconnect)
-    this.bus = new Bus(deps.options, deps.transport, this.instanceId, this.hub, this.prep, this.delivery, this.events, this.now)
+    // Not on the instance's runtime: a publish waiting when the instance shuts down must
+    // still be sent or fail (a fiber forked on a closed runtime never runs, and its caller
+    // would wait for ever); the sends need nothing from the context.
+    const publishOrder = new PublishOrder((effect) => void Effect.runFork(effect, { immediate: true }))
+    this.bus = new Bus(deps.options, deps.transport, this.instanceId, this.hub, this.prep, this.delivery, this.events, this.now, publishOrder)
     if (deps.transport.routed !== undefined) {
       this.routes = new Routes(deps.transport.routed, deps.options.channel, deps.forkNow ?? deps.fork, (error) => this.report(error))
       this.hub.routes = this.routes
@@ -285,7 +292,11 @@ export class Engine {
         if (type === "all") this.delivery.all(e.frame, p.id, order)
         else if (type === "user") this.delivery.user(target!, e.frame, p.id, true, order)
         else this.delivery.room(target!, e.frame, p.id, order)
-        return this.bus.enabled ? this.bus.publish(type, target, p, e, order) : Effect.void
+        if (!this.bus.enabled) return Effect.void
+        // a shared replay store: the frame recorded for the user is in the store before the
+        // message is on the bus (an instance subscribing to the user meanwhile finds it there)
+        const recorded = type === "user" && p.id !== undefined && this.replay.enabled ? this.replay.recorded?.() : undefined
+        return this.bus.publish(type, target, p, e, order, recorded)
       })
     })).pipe(Effect.tapError((error) => Effect.sync(() => observe.within(ambient, () => this.report(error)))))
   }

@@ -62,11 +62,20 @@ export const decodeItem = (
   }
 }
 
+interface Batch {
+  done: boolean
+  readonly waiters: Array<() => void>
+}
+
 export class RedisReplay {
   private pending: Array<readonly [string, Uint8Array, number]> = []
   /** user id → stamp of the last delivery recorded for it in this tick. */
   private stamps = new Map<string, number>()
   private scheduled = false
+  /** The waiters of `recorded()` for the records not flushed yet (see `recorded`). */
+  private batch: Batch | undefined = undefined
+  /** Batches whose `recorded()` waiters are not released yet (released at the latest by `release`). */
+  private readonly unreleased = new Set<Batch>()
   private stampCounter = 0
   /** Users this instance recorded (what `clear()` without a user can reach). */
   private readonly known = new Set<string>()
@@ -110,12 +119,48 @@ export class RedisReplay {
     }
   }
 
+  /**
+   * Completes once the records made so far are in Redis (their append done, or failed:
+   * reported). Nothing pending: at once.
+   */
+  recorded(): Effect.Effect<void> {
+    if (!this.scheduled) return Effect.void
+    // the batch of now, whenever the effect runs
+    let batch = this.batch
+    if (batch === undefined) {
+      batch = this.batch = { done: false, waiters: [] }
+      this.unreleased.add(batch)
+    }
+    return Effect.async<void>((resume) => {
+      if (batch.done) resume(Effect.void)
+      else batch.waiters.push(() => resume(Effect.void))
+    })
+  }
+
   private readonly flush = (): void => {
     this.scheduled = false
     const entries = this.pending
+    const batch = this.batch
     this.pending = []
+    this.batch = undefined
     this.stamps = new Map()
-    if (entries.length > 0) this.run(this.store.appendCapped(entries, this.options.size, this.options.ttlMs))
+    const done = Effect.sync(() => {
+      if (batch !== undefined) this.releaseBatch(batch)
+    })
+    if (entries.length > 0) this.run(Effect.ensuring(this.store.appendCapped(entries, this.options.size, this.options.ttlMs), done))
+    else if (batch !== undefined) this.releaseBatch(batch)
+  }
+
+  private releaseBatch(batch: Batch): void {
+    if (batch.done) return
+    batch.done = true
+    this.unreleased.delete(batch)
+    for (const waiter of batch.waiters) waiter()
+  }
+
+  /** Releases every `recorded()` waiter (the store's scope is closing: its appends may never run). */
+  release(): void {
+    for (const batch of Array.from(this.unreleased)) this.releaseBatch(batch)
   }
 
   lookup(userId: string, lastEventId: string): Effect.Effect<Lookup, TransportError> {
