@@ -126,7 +126,7 @@ const check = (json: unknown): Envelope | undefined => {
   if (target !== undefined) env.target = target as string
   env.data = data
   if (event !== undefined) env.event = event as string
-  if (id !== undefined) env.id = typeof id === "number" ? String(id) : id
+  if (id !== undefined) env.id = typeof id === "number" ? String(id) : (id as string)
   env.at = at
   if (origin !== undefined) env.origin = origin as string
   if (n !== undefined) env.n = n as number
