@@ -37,7 +37,6 @@
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -45,6 +44,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from "ioredis"
+import type { ConnectionTuning } from "./internal/redis/tuning.js"
 import type { TransportError } from "./Errors.js"
 import type * as Clients from "./internal/redis/clients.js"
 import { Connection, connectionOf } from "./internal/redis/connection.js"
@@ -118,35 +118,13 @@ export interface SentinelOptions {
  * @since 0.2.0
  * @category models
  */
-export interface CommonOptions {
+export interface CommonOptions extends ConnectionTuning {
   /**
    * ioredis options for every connection (for a Cluster: the options of its nodes).
    * The options that give each connection its role (offline queue, retries per
    * request, resubscription, connection name) are set by the transport.
    */
   readonly redisOptions?: RedisOptions | undefined
-  /** The data nodes' password (`AUTH`); never logged. Default: none, or the URL's. */
-  readonly password?: Redacted.Redacted<string> | undefined
-  /** The ACL user name. Default: none, or the URL's. */
-  readonly username?: string | undefined
-  /**
-   * How long `publish` and the KV commands wait for a connection that is
-   * (re)connecting before they fail with `TransportError`. Default: 1 second.
-   */
-  readonly offlineTimeout?: Duration.DurationInput | undefined
-  /** How long a publish or KV command may wait for its reply. Default: 2 seconds. */
-  readonly commandTimeout?: Duration.DurationInput | undefined
-  /**
-   * How long `subscribe` waits for Redis to confirm a new subscription. After that it
-   * returns anyway, `onError` is told, and the subscription completes in the background
-   * when Redis is reachable. Default: 2 seconds.
-   */
-  readonly subscribeTimeout?: Duration.DurationInput | undefined
-  /**
-   * The prefix of the connections' names (`CLIENT SETNAME`): `<name>:pub`, `<name>:sub`,
-   * `<name>:kv`, so they are easy to find in `CLIENT LIST`. Default: `"ssekify"`.
-   */
-  readonly connectionName?: string | undefined
 }
 
 /**

@@ -16,8 +16,6 @@
  *
  * @since 0.2.0
  */
-import type * as Duration from "effect/Duration"
-import type * as Redacted from "effect/Redacted"
 import type { Cluster, Redis, RedisOptions } from "ioredis"
 import type * as Clients from "./internal/redis/clients.js"
 import { SubscriberQueue } from "./internal/redis/subscriberQueue.js"
@@ -25,6 +23,7 @@ import { Connection, ConnectionKey } from "./internal/redis/connection.js"
 import * as Errors from "./internal/redis/errors.js"
 import * as Scripts from "./internal/redis/scripts.js"
 import type { CommonOptions } from "./RedisConnection.js"
+import type { ConnectionTuning } from "./internal/redis/tuning.js"
 import { settingsOf, timingOf } from "./internal/redis/options.js"
 import type { RedisKvLike, RedisLike, RoutingOptions } from "./Transport.js"
 
@@ -61,21 +60,9 @@ export type IORedisAdapterInput = string | IORedisClientLike | object
  * @since 0.2.0
  * @category models
  */
-export interface IORedisAdapterOptions extends RoutingOptions {
+export interface IORedisAdapterOptions extends ConnectionTuning, RoutingOptions {
   /** ioredis `RedisOptions` for every connection (for a Cluster: the options of its nodes). */
   readonly redisOptions?: object | undefined
-  /** The data nodes' password (`AUTH`); never logged. */
-  readonly password?: Redacted.Redacted<string> | undefined
-  /** The ACL user name. */
-  readonly username?: string | undefined
-  /** How long `publish` and the KV commands wait for a reconnecting connection. Default: 1 second. */
-  readonly offlineTimeout?: Duration.DurationInput | undefined
-  /** How long a publish or KV command may wait for its reply. Default: 2 seconds. */
-  readonly commandTimeout?: Duration.DurationInput | undefined
-  /** How long `subscribe` waits for Redis to confirm a new subscription. Default: 2 seconds. */
-  readonly subscribeTimeout?: Duration.DurationInput | undefined
-  /** The prefix of the connections' names (`CLIENT SETNAME`). Default: `"ssekify"`. */
-  readonly connectionName?: string | undefined
 }
 
 // The structural options are the ioredis-typed ones (checked here, where ioredis' types are).
