@@ -19,6 +19,27 @@
  * moment the clients parsed the last frame, ÷ frames. Runs alternate local and routed on
  * fresh processes; the medians and routed ÷ local are printed.
  *
+ * Per run the receiver's user and system CPU, read / write syscalls and bytes read per
+ * delivery (`/proc/self/io`) and CPU per thread (`/proc/self/task`: the main thread and
+ * V8's GC helpers) go to stderr.
+ *
+ * Fleet share: `--spread=4` makes the publisher send to 4 × `users` users (as one of
+ * scenario H's 4 instances, this receiver gets a quarter of each burst); add
+ * `--local-batch=50 --local-rate=1000` to give local the same burst size per wakeup.
+ *
+ * Measured 2026-12-05 (2 shared cores, load 4–10; `--messages=10000 --batch=200
+ * --rate=4000 --runs=5`), median µs of receiver CPU per delivery:
+ * - equal bursts (200 per wakeup): local 21.2, routed 30.1, ×1.39 (per run 1.26–1.64);
+ * - `--spread=4` (scenario H's share: 50 of each 200 for this instance, local keeps 200):
+ *   local 21.3, routed 60.9, ×3.05 (2.86–5.41): H's ×2.97;
+ * - `--spread=4 --local-batch=50 --local-rate=1000` (both 50 per wakeup): local 66.1,
+ *   routed 93.6, ×1.55 (1.08–1.83).
+ * So most of H's ratio is the burst size: local itself costs ×3.1 per delivery at 50
+ * per wakeup instead of 200. Read syscalls are 0.01–0.05 per message (Redis batches a
+ * burst into a few reads), write syscalls 1.0–1.1 (one `writev` per delivery in both
+ * modes, the largest self-time frame in both profiles); the routed receiver's V8 helper
+ * threads (GC) use ~1.5–2× local's.
+ *
  * `--cpu-prof=<dir>`: the receiver profiles its measured window (`node:inspector`, 100 µs
  * sampling) into `<dir>/<mode>-<pid>.cpuprofile` (summarise with
  * `node --import tsx bench/profile.ts <file>`; the profiler's own cost inflates the figures).
@@ -44,6 +65,9 @@ const MESSAGES = num("messages", 10_000)
 const RUNS = num("runs", 5)
 /** Routed mode: messages go to `users * spread` users, of which this receiver holds `users` (the fleet's other instances' users are not subscribed anywhere). */
 const SPREAD = num("spread", 1)
+/** Local mode's own pattern (default: the same as routed); `--spread=4 --local-batch=50 --local-rate=1000` gives local the routed receiver's burst size. */
+const LOCAL_BATCH = num("local-batch", BATCH)
+const LOCAL_RATE = num("local-rate", RATE)
 const CHANNEL = "bench:routed"
 const payload = (n: number) => ({ t: Date.now(), n, p: "x".repeat(60) })
 
@@ -53,14 +77,14 @@ const onMsg = (f: (m: Msg) => void) => process.on("message", (m) => f(m as Msg))
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** Sends `count` messages from `from` in batches at the rate; resolves after the last batch. */
-const pace = (from: number, count: number, one: (n: number) => void): Promise<void> =>
+const pace = (from: number, count: number, one: (n: number) => void, batch = BATCH, rate = RATE): Promise<void> =>
   new Promise((resolve) => {
-    const period = (1000 * BATCH) / RATE
+    const period = (1000 * batch) / rate
     const start = performance.now()
     let sent = 0
     let k = 0
     const tick = () => {
-      for (let i = 0; i < BATCH && sent < count; i++, sent++) one(from + sent)
+      for (let i = 0; i < batch && sent < count; i++, sent++) one(from + sent)
       if (sent >= count) return resolve()
       k++
       setTimeout(tick, Math.max(0, start + k * period - performance.now()))
@@ -148,7 +172,7 @@ async function receiver(redisUrl: string | undefined) {
       }
       send({ type: "cpu", us: d.user + d.system, user: d.user, system: d.system, syscr: io1.syscr! - io0.syscr!, syscw: io1.syscw! - io0.syscw!, rchar: io1.rchar! - io0.rchar!, threads })
     } else if (m.type === "local") {
-      await pace(m.from as number, m.count as number, (n) => sse.unsafeSendToUser(`u${n % USERS}`, payload(n)))
+      await pace(m.from as number, m.count as number, (n) => sse.unsafeSendToUser(`u${n % USERS}`, payload(n)), LOCAL_BATCH, LOCAL_RATE)
       send({ type: "ok" })
     } else if (m.type === "stats") {
       send({ type: "stats", stats: JSON.parse(JSON.stringify(await runtime.runPromise(sse.stats))) })
@@ -302,8 +326,10 @@ async function oneRun(mode: "local" | "routed", redisUrl: string): Promise<numbe
       process.stderr.write(`  ${mode}: user ${per("user")} + system ${per("system")} µs/msg, read syscalls ${per("syscr")}/msg, write syscalls ${per("syscw")}/msg, read ${per("rchar")} B/msg; ms per thread ${JSON.stringify(c.threads)}\n`)
       return (c.us as number) / frames
     }
-    await round(0, MESSAGES / 5, false)
-    return await round(MESSAGES / 5, MESSAGES, true)
+    // local with its own rate sends proportionally fewer messages (the same duration)
+    const scale = pub === undefined ? LOCAL_RATE / RATE : 1
+    await round(0, Math.round((MESSAGES / 5) * scale), false)
+    return await round(Math.round((MESSAGES / 5) * scale), Math.round(MESSAGES * scale), true)
   } finally {
     for (const c of all) if (c.proc.connected) c.proc.send({ type: "exit" })
     await Promise.all(all.map((c) => new Promise((r) => (c.proc.exitCode !== null ? r(0) : c.proc.once("exit", r)))))
