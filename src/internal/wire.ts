@@ -51,15 +51,8 @@ export interface Routed {
   readonly dataBytes: number
 }
 
-/** What `encode` takes. */
-export interface Fields {
-  readonly type: TargetType
-  readonly target: string | undefined
-  readonly id: string | undefined
-  readonly event: string | undefined
-  readonly at: number
-  readonly n: number
-  readonly origin: string
+/** What `encode` takes: the header of a {@link Routed} message (`b`, `c` only on a signed bus). */
+export interface Fields extends Pick<Routed, "type" | "target" | "id" | "event" | "at" | "n" | "origin"> {
   readonly b?: string | undefined
   readonly c?: number | undefined
 }
