@@ -9,7 +9,6 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import { afterAll, beforeAll, describe } from "vitest"
-import type { TransportError } from "../../src/Errors.js"
 import * as RedisConnection from "../../src/RedisConnection.js"
 import * as RedisTransport from "../../src/RedisTransport.js"
 import { Transport, userChannel } from "../../src/Transport.js"
@@ -17,6 +16,7 @@ import { slotOf } from "../../src/internal/redis/slot.js"
 import * as TransportRedis from "../../src/Transport/Redis.js"
 import { type RedisCluster, redisAvailable, redisCli, startCluster, stopAll } from "../support/redisServer.js"
 import { eventually, info, unique } from "../redis/helpers.js"
+import { receiver } from "../support/routedReceiver.js"
 
 interface ClusterNode {
   readonly id: string
@@ -65,17 +65,6 @@ const calls = async (port: number, command: string): Promise<number> => {
 const sumCalls = (ports: ReadonlyArray<number>, command: string) =>
   Effect.promise(() => Promise.all(ports.map((p) => calls(p, command)))).pipe(Effect.map((xs) => xs.reduce((a, b) => a + b, 0)))
 
-const receiver = () => {
-  const got: Array<[string, string]> = []
-  const errors: Array<TransportError> = []
-  return {
-    got,
-    errors,
-    of: (channel: string) => got.filter(([c]) => c === channel).map(([, m]) => m),
-    onMessage: (channel: string, message: string) => void got.push([channel, message]),
-    onError: (error: TransportError) => void errors.push(error)
-  }
-}
 
 describe.skipIf(!redisAvailable())("Redis routed channels, sharded Pub/Sub (3-master Cluster with replicas)", () => {
   let cluster: RedisCluster

@@ -16,11 +16,11 @@ import { SSEKify } from "../../src/facade.js"
 import { ConnectionsKey, createIORedisAdapter } from "../../src/redisAdapter.js"
 import * as RedisTransport from "../../src/RedisTransport.js"
 import * as RedisConnection from "../../src/RedisConnection.js"
-import type { RoutedChannels } from "../../src/Transport.js"
 import { createMemoryBus, Transport, userChannel } from "../../src/Transport.js"
 import * as TransportRedis from "../../src/Transport/Redis.js"
 import { redisAvailable, redisCli, type RedisServer, startRedis, stopAll } from "../support/redisServer.js"
 import { eventually, eventuallyEffect, info, unique } from "./helpers.js"
+import { receiver } from "../support/routedReceiver.js"
 
 /** `calls` of each command in `INFO commandstats`. */
 const commandCalls = async (port: number): Promise<Map<string, number>> => {
@@ -42,18 +42,6 @@ const numsub = async (port: number, channels: ReadonlyArray<string>, sharded = f
   return channels.map((_, i) => Number(out[2 * i + 1] ?? 0))
 }
 
-/** A receiver of routed messages. */
-const receiver = () => {
-  const got: Array<[string, string]> = []
-  const errors: Array<TransportError> = []
-  return {
-    got,
-    errors,
-    of: (channel: string) => got.filter(([c]) => c === channel).map(([, m]) => m),
-    listen: (routed: RoutedChannels) =>
-      routed.listen((channel, message) => void got.push([channel, message]), (error) => void errors.push(error))
-  }
-}
 
 /** A routed transport on its own connection (closed with the scope). */
 const routedOn = (url: string, options: TransportRedis.RoutingOptions & { readonly subscribeTimeout?: number } = {}) =>
