@@ -10,9 +10,10 @@
  * SSEKIFY_SHUTDOWN_GRACE_MS, ...); the bus is Redis when REDIS_URL (or
  * REDIS_CLUSTER_NODES / REDIS_SENTINELS) is set, this instance only otherwise.
  *
- * Ctrl+C / SIGTERM: the SseKify layer is released first (stop accepting, announce
- * `server:shutdown`, wait the grace period, end every stream, close Redis), then the
- * HTTP server closes with nothing left open, and the process exits.
+ * Ctrl+C / SIGTERM: `HttpSse.serve` runs the SseKify shutdown first (stop accepting,
+ * announce `server:shutdown`, wait the grace period or until every client is gone, end
+ * every stream), then the HTTP server closes with nothing left open, Redis is closed,
+ * and the process exits.
  */
 import { HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
@@ -128,12 +129,12 @@ const LogAddress = Layer.effectDiscard(
     }))
 )
 
-// Order matters (Effect-TS/effect#3922): SseKify is provided before the HTTP server, so
-// it is built after it and released before it — the open SSE streams have ended when
-// the server's release waits for its responses.
+// `HttpSse.serve` (not `HttpServer.serve`): the open SSE streams get the shutdown event
+// and end before the HTTP server's release waits for its responses, whatever the order
+// of the layers below (Effect-TS/effect#3922).
 // The platform opens a tracing span per request, kept for the life of an SSE stream
 // (measured: ~7 KiB of heap per idle connection); skip it for the SSE route.
-const Serve = HttpServer.serve(app).pipe(HttpMiddleware.withTracerDisabledWhen((request) => request.url.startsWith("/sse")))
+const Serve = HttpSse.serve(app).pipe(HttpMiddleware.withTracerDisabledWhen((request) => request.url.startsWith("/sse")))
 
 const Main = Layer.mergeAll(Serve, LogAddress).pipe(
   Layer.provide(SseKifyLive),
