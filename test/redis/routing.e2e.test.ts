@@ -293,7 +293,11 @@ describe.skipIf(!redisAvailable())("routed mode end to end (single redis-server)
     await awaitNumsub(server.port, userCh, 0)
 
     // B's KV connection blocked for 400 ms (any backlog there does the same)
-    const blocked = (b.connection!.kv as import("ioredis").Redis).blpop(unique("nothing"), 0.4)
+    const kv = b.connection!.kv as import("ioredis").Redis
+    // ready first: ioredis emits 'ready' before it sends its offline queue, so a command
+    // sent on 'ready' (the library's gated ones) would overtake a BLPOP queued before it
+    await kv.ping()
+    const blocked = kv.blpop(unique("nothing"), 0.4)
     const sent = [1, 2, 3, 4, 5].map((i) => Effect.runPromise(b.sse.publish({ i }, "alice", { id: String(i) })))
     // one without an id (nothing to record) keeps its place behind them
     sent.push(Effect.runPromise(b.sse.publish({ i: 6 }, "alice")))
@@ -309,7 +313,11 @@ describe.skipIf(!redisAvailable())("routed mode end to end (single redis-server)
   it("shutting down while a publish waits for its record (the KV connection busy): the publish settles, the shutdown completes", async () => {
     const channel = unique("e2e-down")
     const b = await effectInstance(server, "b", { channel, replay: "redis" })
-    const blocked = (b.connection!.kv as import("ioredis").Redis).blpop(unique("nothing"), 1).catch(() => null)
+    const kv = b.connection!.kv as import("ioredis").Redis
+    // ready first: ioredis emits 'ready' before it sends its offline queue, so a command
+    // sent on 'ready' (the library's gated ones) would overtake a BLPOP queued before it
+    await kv.ping()
+    const blocked = kv.blpop(unique("nothing"), 1).catch(() => null)
     const waiting = Effect.runPromise(Effect.exit(b.sse.publish({ i: 1 }, "alice", { id: "1" })))
     let settled = false
     void waiting.then(() => (settled = true))
